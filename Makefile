@@ -1,0 +1,48 @@
+# The single entry point: `make run` (the main job), `make test` (all tests),
+# `make bench`, `make lint`. Each installs what it needs: a local virtualenv
+# with the Python packages, and the Rust extension built in release mode.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS := $(VENV)/.deps-installed
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test bench lint build venv clean
+
+run: build
+	$(BIN)/portal-core demo
+
+test: build
+	cargo test --release -p portal-crypto
+	$(BIN)/python -m pytest tests
+
+bench: build
+	mkdir -p bench-results
+	$(BIN)/python -m pytest benches --benchmark-only --benchmark-json=bench-results/bench.json -q
+	$(BIN)/python benches/report.py bench-results/bench.json --plot bench-results/bench.png
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+build: venv
+	$(BIN)/maturin develop --release --quiet
+
+venv: $(DEPS)
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) || { \
+	  echo "python3 -m venv failed: on Debian/Ubuntu install python3-venv (apt-get install python3-venv)"; \
+	  exit 1; }
+
+$(DEPS): requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) target bench-results .pytest_cache .hypothesis .benchmarks

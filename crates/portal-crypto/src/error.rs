@@ -1,0 +1,35 @@
+//! The crate's one error type.
+//!
+//! Caller misuse (wrong lengths, bad parameters) is kept apart from bad
+//! untrusted input (a failed tag, a malformed envelope). No variant ever
+//! carries key material: messages name what was wrong, never the value.
+
+use thiserror::Error as ThisError;
+
+/// Every failure of portal-crypto.
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[non_exhaustive]
+pub enum Error {
+    /// Authentication failed: wrong key, wrong nonce, wrong associated data
+    /// or tampered ciphertext. Deliberately carries nothing.
+    #[error("authentication failed")]
+    InvalidTag,
+    /// A sealed envelope that cannot be parsed or whose version/suite is unknown.
+    #[error("invalid envelope: {0}")]
+    InvalidEnvelope(String),
+    /// An argument of the wrong length or value (the caller's mistake).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The operating system's random generator failed.
+    #[error("random generator failed: {0}")]
+    Random(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = core::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn arg(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+}

@@ -1,0 +1,98 @@
+//! `portal_core._rust.kdf`: HKDF-SHA256, PBKDF2-HMAC-SHA256, Argon2id.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use portal_crypto::kdf;
+
+use crate::buffers::{input, new_bytes, optional_input};
+use crate::errors::to_py;
+
+/// A positive integer argument, as ValueError/TypeError (never OverflowError).
+fn positive(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> {
+    let v: i64 = ob
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be an integer")))?;
+    u32::try_from(v)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("{what} must be between 1 and {}", u32::MAX)))
+}
+
+/// HKDF-SHA256 (RFC 5869); `salt=None` means HashLen zero bytes.
+#[pyfunction]
+#[pyo3(signature = (ikm, *, salt=None, info=None, length=None))]
+fn hkdf_sha256<'py>(
+    py: Python<'py>,
+    ikm: &Bound<'py, PyAny>,
+    salt: Option<&Bound<'py, PyAny>>,
+    info: Option<&Bound<'py, PyAny>>,
+    length: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let ikm = input(ikm, "ikm")?;
+    let salt = optional_input(salt, "salt")?;
+    let info = optional_input(info, "info")?;
+    let length = length.map_or(Ok(32), |l| positive(l, "length"))? as usize;
+    let (s, i) = (
+        salt.as_ref().map_or(&[][..], |s| s.as_slice()),
+        info.as_ref().map_or(&[][..], |i| i.as_slice()),
+    );
+    new_bytes(py, length.min(kdf::HKDF_MAX_LEN + 1), |out| {
+        kdf::hkdf_sha256(ikm.as_slice(), s, i, out).map_err(to_py)
+    })
+}
+
+/// PBKDF2-HMAC-SHA256 (RFC 8018), GIL released.
+#[pyfunction]
+#[pyo3(signature = (password, salt, iterations, length=None))]
+fn pbkdf2_hmac_sha256<'py>(
+    py: Python<'py>,
+    password: &Bound<'py, PyAny>,
+    salt: &Bound<'py, PyAny>,
+    iterations: &Bound<'py, PyAny>,
+    length: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (pw, salt) = (input(password, "password")?, input(salt, "salt")?);
+    let iterations = positive(iterations, "iterations")?;
+    let length = length.map_or(Ok(32), |l| positive(l, "length"))? as usize;
+    let (p, s) = (pw.as_slice(), salt.as_slice());
+    new_bytes(py, length, |out| {
+        py.detach(|| kdf::pbkdf2_hmac_sha256(p, s, iterations, out))
+            .map_err(to_py)
+    })
+}
+
+/// Argon2id v1.3 (RFC 9106), memory in KiB; lanes on threads, GIL released.
+#[pyfunction]
+#[pyo3(signature = (password, salt, *, time_cost, memory_cost, parallelism, length=None))]
+#[allow(clippy::too_many_arguments)]
+fn argon2id<'py>(
+    py: Python<'py>,
+    password: &Bound<'py, PyAny>,
+    salt: &Bound<'py, PyAny>,
+    time_cost: &Bound<'py, PyAny>,
+    memory_cost: &Bound<'py, PyAny>,
+    parallelism: &Bound<'py, PyAny>,
+    length: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (pw, salt) = (input(password, "password")?, input(salt, "salt")?);
+    let params = kdf::Argon2Params {
+        time_cost: positive(time_cost, "time_cost")?,
+        memory_cost: positive(memory_cost, "memory_cost")?,
+        parallelism: positive(parallelism, "parallelism")?,
+    };
+    let length = length.map_or(Ok(32), |l| positive(l, "length"))? as usize;
+    let (p, s) = (pw.as_slice(), salt.as_slice());
+    new_bytes(py, length, |out| {
+        py.detach(|| kdf::argon2id(p, s, params, out))
+            .map_err(to_py)
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(hkdf_sha256, m)?)?;
+    m.add_function(wrap_pyfunction!(pbkdf2_hmac_sha256, m)?)?;
+    m.add_function(wrap_pyfunction!(argon2id, m)?)?;
+    Ok(())
+}

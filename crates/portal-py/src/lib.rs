@@ -1,0 +1,34 @@
+//! PyO3 bindings of portal-crypto, built as `portal_core._rust`.
+//!
+//! Argument extraction, GIL release, buffer handling and error mapping only:
+//! no cryptography lives here.
+
+use pyo3::prelude::*;
+
+mod aead;
+mod buffers;
+mod cpu;
+mod envelope;
+mod errors;
+mod kdf;
+
+/// Adds `child` to `parent` as attribute `name` (imported as
+/// `from portal_core._rust import name`).
+fn add_submodule(
+    parent: &Bound<'_, PyModule>,
+    name: &str,
+    fill: fn(&Bound<'_, PyModule>) -> PyResult<()>,
+) -> PyResult<()> {
+    let child = PyModule::new(parent.py(), name)?;
+    fill(&child)?;
+    parent.add_submodule(&child)
+}
+
+#[pymodule]
+fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cpu::cpu_features, m)?)?;
+    add_submodule(m, "aead", aead::register)?;
+    add_submodule(m, "kdf", kdf::register)?;
+    add_submodule(m, "envelope", envelope::register)?;
+    Ok(())
+}

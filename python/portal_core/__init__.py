@@ -1,0 +1,9 @@
+"""portal-core: backup and recovery for MPC wallets on a hardware-accelerated crypto core."""
+
+from __future__ import annotations
+
+from portal_core import aead, envelope, exceptions, kdf
+from portal_core._rust import cpu_features
+
+__all__ = ["aead", "cpu_features", "envelope", "exceptions", "kdf"]
+__version__ = "0.1.0"

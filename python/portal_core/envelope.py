@@ -1,0 +1,21 @@
+"""The sealed envelope every stored secret uses (format: ``docs/envelope.md``).
+
+Key-committing (an envelope opens under exactly one key), a fresh data key per
+message (safe far beyond 2**32 messages per key), and a ``context`` of
+``dict[str, str]`` bound as authenticated data: opening with another context fails.
+The context and key id are stored in clear; they name things, they are not secret.
+"""
+
+from __future__ import annotations
+
+from portal_core._rust import envelope as _env
+
+seal = _env.seal
+open = _env.open
+inspect = _env.inspect
+seal_many = _env.seal_many
+open_many = _env.open_many
+KEY_LEN: int = _env.KEY_LEN
+VERSION: int = _env.VERSION
+
+__all__ = ["KEY_LEN", "VERSION", "inspect", "open", "open_many", "seal", "seal_many"]
