@@ -30,7 +30,9 @@ def encode_context(context: dict[str, str]) -> bytes:
     return out
 
 
-def seal(key: bytes, plaintext: bytes, context: dict[str, str], key_id: str, salt: bytes) -> bytes:
+def seal(
+    key: bytes, plaintext: bytes, context: dict[str, str], key_id: str, salt: bytes, index: int = 0
+) -> bytes:
     okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=salt, info=INFO).derive(key)
     data_key, commitment = okm[:32], okm[32:]
     kid, ctx = key_id.encode(), encode_context(context)
@@ -42,8 +44,10 @@ def seal(key: bytes, plaintext: bytes, context: dict[str, str], key_id: str, sal
         + ctx
         + salt
         + commitment
+        + struct.pack(">I", index)
     )
-    return header + AESGCM(data_key).encrypt(bytes(12), plaintext, header)
+    nonce = bytes(8) + struct.pack(">I", index)
+    return header + AESGCM(data_key).encrypt(nonce, plaintext, header)
 
 
 def open_(key: bytes, sealed: bytes) -> tuple[dict[str, str], str, bytes]:
@@ -58,11 +62,12 @@ def open_(key: bytes, sealed: bytes) -> tuple[dict[str, str], str, bytes]:
     ctx_raw = sealed[pos + 2 : pos + 2 + ctx_len]
     pos += 2 + ctx_len
     salt, commitment = sealed[pos : pos + 32], sealed[pos + 32 : pos + 64]
-    pos += 64
+    nonce = bytes(8) + sealed[pos + 64 : pos + 68]
+    pos += 68
     okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=salt, info=INFO).derive(key)
     if okm[32:] != commitment:
         raise ValueError("key commitment mismatch")
-    plaintext = AESGCM(okm[:32]).decrypt(bytes(12), sealed[pos:], sealed[:pos])
+    plaintext = AESGCM(okm[:32]).decrypt(nonce, sealed[pos:], sealed[:pos])
     (count,), p, context = struct.unpack_from(">H", ctx_raw), 2, {}
     for _ in range(count):
         items = []
@@ -79,7 +84,7 @@ def _fixed(label: str, n: int) -> bytes:
 
 
 CASES = [
-    ("empty", _fixed("key 1", 32), b"", {}, "", _fixed("salt 1", 32)),
+    ("empty", _fixed("key 1", 32), b"", {}, "", _fixed("salt 1", 32), 0),
     (
         "share",
         _fixed("key 2", 32),
@@ -87,6 +92,7 @@ CASES = [
         {"wallet": "wallet-7f3a", "curve": "SECP256K1", "party": "custodian"},
         "custodian-kek/v1",
         _fixed("salt 2", 32),
+        0,
     ),
     (
         "unicode-1KiB",
@@ -95,6 +101,16 @@ CASES = [
         {"méthode": "mot de passe", "🔑": "✓"},
         "clé-3",
         _fixed("salt 3", 32),
+        0,
+    ),
+    (
+        "batch-item-7",
+        _fixed("key 2", 32),
+        _fixed("share 4", 32),
+        {"wallet": "wallet-7f3a", "curve": "ED25519", "party": "custodian"},
+        "custodian-kek/v1",
+        _fixed("salt 2", 32),
+        7,
     ),
 ]
 
@@ -110,9 +126,10 @@ def vectors() -> dict:
                 "context": ctx,
                 "key_id": kid,
                 "salt": salt.hex(),
-                "sealed": seal(key, pt, ctx, kid, salt).hex(),
+                "index": index,
+                "sealed": seal(key, pt, ctx, kid, salt, index).hex(),
             }
-            for name, key, pt, ctx, kid, salt in CASES
+            for name, key, pt, ctx, kid, salt, index in CASES
         ],
     }
 

@@ -7,17 +7,19 @@
 //! "PC" | version u8 = 1 | suite u8 = 1
 //! | key_id_len u8 | key_id (UTF-8)
 //! | context_len u16 | context (canonical, below)
-//! | salt [32] | commitment [32]
+//! | salt [32] | commitment [32] | index u32
 //! | ciphertext | tag [16]
 //! ```
 //!
-//! Suite 1: `HKDF-SHA256(ikm = key, salt, info = INFO)` gives 64 bytes: a
-//! one-time AES-256-GCM data key, then a 32-byte key commitment stored in the
-//! header (the AWS Encryption SDK's committing design). The data key encrypts
-//! exactly one message, so the nonce is fixed at zero and the 2^32-message
-//! limit of random 96-bit GCM nonces does not apply: keys collide only when
-//! 256-bit random salts do. The whole header is the GCM associated data, so
-//! key id, context and commitment are all authenticated.
+//! Suite 1: `HKDF-SHA256(ikm = key, salt, info = INFO)` gives 64 bytes: an
+//! AES-256-GCM data key, then a 32-byte key commitment stored in the header
+//! (the AWS Encryption SDK's committing design). Every salt is fresh and
+//! random; a data key seals one message, or the items of one batch chunk
+//! (at most [`CHUNK`]), each under its own nonce `0^64 || index`. So the
+//! 2^32-message limit of random 96-bit GCM nonces never applies to the
+//! caller's key: data keys repeat only when 256-bit random salts collide.
+//! The whole header is the GCM associated data, so key id, context,
+//! commitment and index are all authenticated.
 //!
 //! Context: `count u16`, then per pair sorted by key bytes `klen u16 | key |
 //! vlen u16 | value`. It is stored in clear (it names things, it is not
@@ -42,10 +44,11 @@ pub const SALT_LEN: usize = 32;
 pub const COMMIT_LEN: usize = 32;
 /// HKDF info for suite 1.
 pub const INFO: &[u8] = b"portal-core envelope v1 suite 1: data key || commitment";
-const NONCE: [u8; 12] = [0u8; 12];
+/// Items of one batch that share a salt (and so a data key and commitment).
+pub const CHUNK: usize = 512;
 /// Fixed header bytes besides key id and context: magic, version, suite,
-/// key id length, context length, salt, commitment.
-const FIXED_LEN: usize = 2 + 1 + 1 + 1 + 2 + SALT_LEN + COMMIT_LEN;
+/// key id length, context length, salt, commitment, index.
+const FIXED_LEN: usize = 2 + 1 + 1 + 1 + 2 + SALT_LEN + COMMIT_LEN + 4;
 
 /// An encryption context in canonical form (sorted pairs, encoded once).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +127,8 @@ pub struct Header<'a> {
     pub context: &'a [u8],
     pub salt: &'a [u8],
     pub commitment: &'a [u8],
+    /// The item's index under its salt (its GCM nonce).
+    pub index: u32,
     /// Everything before the ciphertext: the associated data.
     pub header: &'a [u8],
     /// `ciphertext || tag`.
@@ -171,6 +176,8 @@ pub fn parse(sealed: &[u8]) -> Result<Header<'_>> {
     Context::decode(context)?;
     let salt = take(&mut b, SALT_LEN).ok_or_else(|| bad("truncated salt"))?;
     let commitment = take(&mut b, COMMIT_LEN).ok_or_else(|| bad("truncated commitment"))?;
+    let index = take(&mut b, 4).ok_or_else(|| bad("truncated index"))?;
+    let index = u32::from_be_bytes([index[0], index[1], index[2], index[3]]);
     if b.len() < TAG_LEN {
         return Err(bad("truncated ciphertext"));
     }
@@ -182,6 +189,7 @@ pub fn parse(sealed: &[u8]) -> Result<Header<'_>> {
         context,
         salt,
         commitment,
+        index,
         header: &sealed[..header_len],
         body: b,
     })
@@ -222,14 +230,73 @@ fn check_key_id(key_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The one-time data key and the commitment for `salt` (suite 1).
-fn derive(key: &[u8], salt: &[u8]) -> Result<(Aead, Zeroizing<[u8; COMMIT_LEN]>)> {
-    let mut okm = Zeroizing::new([0u8; KEY_LEN + COMMIT_LEN]);
-    kdf::hkdf_sha256(key, salt, INFO, okm.as_mut_slice())?;
-    let aead = Aead::new(Algorithm::AesGcm, &okm[..KEY_LEN])?;
-    let mut commit = Zeroizing::new([0u8; COMMIT_LEN]);
-    commit.copy_from_slice(&okm[KEY_LEN..]);
-    Ok((aead, commit))
+/// A data key ready for use: the AES-256-GCM key and the commitment derived
+/// from the caller's key and one salt (suite 1).
+struct DataKey {
+    salt: [u8; SALT_LEN],
+    aead: Aead,
+    commit: Zeroizing<[u8; COMMIT_LEN]>,
+}
+
+impl DataKey {
+    fn derive(key: &[u8], salt: &[u8]) -> Result<Self> {
+        let mut okm = Zeroizing::new([0u8; KEY_LEN + COMMIT_LEN]);
+        kdf::hkdf_sha256(key, salt, INFO, okm.as_mut_slice())?;
+        let aead = Aead::new(Algorithm::AesGcm, &okm[..KEY_LEN])?;
+        let mut commit = Zeroizing::new([0u8; COMMIT_LEN]);
+        commit.copy_from_slice(&okm[KEY_LEN..]);
+        let mut s = [0u8; SALT_LEN];
+        s.copy_from_slice(salt);
+        Ok(DataKey { salt: s, aead, commit })
+    }
+
+    /// Draws a fresh salt with `make_salt` and derives its data key.
+    fn fresh(key: &[u8], make_salt: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Self> {
+        let mut salt = [0u8; SALT_LEN];
+        make_salt(&mut salt)?;
+        Self::derive(key, &salt)
+    }
+
+    /// The GCM nonce of item `index`: unique per item under one data key.
+    fn nonce(index: u32) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[8..].copy_from_slice(&index.to_be_bytes());
+        n
+    }
+
+    /// Writes the envelope of item `index` into `out` (exactly [`sealed_len`]).
+    fn seal_item(
+        &self,
+        index: u32,
+        plaintext: &[u8],
+        context: &Context,
+        key_id: &str,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let want = sealed_len(key_id, context, plaintext.len());
+        if out.len() != want {
+            return Err(Error::arg(format!("buffer must be {want} bytes")));
+        }
+        let (header, body) = out.split_at_mut(want - plaintext.len() - TAG_LEN);
+        let mut w = Writer(header);
+        w.put(MAGIC);
+        w.put(&[VERSION, SUITE_AES256GCM_HKDF_COMMIT, key_id.len() as u8]);
+        w.put(key_id.as_bytes());
+        w.put(&(context.encoded.len() as u16).to_be_bytes());
+        w.put(&context.encoded);
+        w.put(&self.salt);
+        w.put(self.commit.as_slice());
+        w.put(&index.to_be_bytes());
+        self.aead.seal_into(&Self::nonce(index), plaintext, header, body)
+    }
+
+    /// Opens a parsed envelope whose salt is this key's.
+    fn open_item(&self, h: &Header<'_>, out: &mut [u8]) -> Result<()> {
+        if !bool::from(self.commit.as_slice().ct_eq(h.commitment)) {
+            return Err(Error::InvalidTag);
+        }
+        self.aead.open_into(&Self::nonce(h.index), h.body, h.header, out)
+    }
 }
 
 /// Seals `plaintext` into `out` (exactly [`sealed_len`] bytes) with a fresh
@@ -238,39 +305,9 @@ fn derive(key: &[u8], salt: &[u8]) -> Result<(Aead, Zeroizing<[u8; COMMIT_LEN]>)
 /// # Errors
 /// [`Error::InvalidArgument`] for a wrong key, key id or output length.
 pub fn seal_into(key: &[u8], plaintext: &[u8], context: &Context, key_id: &str, out: &mut [u8]) -> Result<()> {
-    seal_with(key, plaintext, context, key_id, out, rand::fill)
-}
-
-/// [`seal_into`] with the salt written by `make_salt`. Private: a repeated
-/// salt under one key repeats the data key and nonce. Tests use it to
-/// reproduce the published vectors.
-fn seal_with(
-    key: &[u8],
-    plaintext: &[u8],
-    context: &Context,
-    key_id: &str,
-    out: &mut [u8],
-    make_salt: impl FnOnce(&mut [u8]) -> Result<()>,
-) -> Result<()> {
     check_key(key)?;
     check_key_id(key_id)?;
-    let want = sealed_len(key_id, context, plaintext.len());
-    if out.len() != want {
-        return Err(Error::arg(format!("buffer must be {want} bytes")));
-    }
-    let header_len = want - plaintext.len() - TAG_LEN;
-    let (header, body) = out.split_at_mut(header_len);
-    let mut w = Writer(header);
-    w.put(MAGIC);
-    w.put(&[VERSION, SUITE_AES256GCM_HKDF_COMMIT, key_id.len() as u8]);
-    w.put(key_id.as_bytes());
-    w.put(&(context.encoded.len() as u16).to_be_bytes());
-    w.put(&context.encoded);
-    let salt = w.take(SALT_LEN);
-    make_salt(salt)?;
-    let (aead, commit) = derive(key, salt)?;
-    w.take(COMMIT_LEN).copy_from_slice(commit.as_slice());
-    aead.seal_into(&NONCE, plaintext, header, body)
+    DataKey::fresh(key, rand::fill)?.seal_item(0, plaintext, context, key_id, out)
 }
 
 /// Seals `plaintext` into a new vector.
@@ -283,16 +320,15 @@ pub fn seal(key: &[u8], plaintext: &[u8], context: &Context, key_id: &str) -> Re
     Ok(out)
 }
 
-/// Opens `sealed` into `out` (exactly its plaintext length), checking the
-/// key commitment, the tag, and that `context` is the one it was sealed with.
-/// On any failure `out` holds no plaintext.
-///
-/// # Errors
-/// [`Error::InvalidEnvelope`] if it does not parse; [`Error::InvalidTag`] for
-/// a wrong key, a wrong context or any tampering; [`Error::InvalidArgument`]
-/// for a wrong key or output length.
-pub fn open_into(key: &[u8], sealed: &[u8], context: &Context, out: &mut [u8]) -> Result<()> {
-    check_key(key)?;
+/// Opens one parsed envelope, reusing `cache` when it holds the data key of
+/// the same salt (items sealed in one batch chunk share it).
+fn open_cached(
+    key: &[u8],
+    sealed: &[u8],
+    context: &Context,
+    out: &mut [u8],
+    cache: &mut Option<DataKey>,
+) -> Result<()> {
     let h = parse(sealed)?;
     let pt_len = h.body.len() - TAG_LEN;
     if out.len() != pt_len {
@@ -303,11 +339,24 @@ pub fn open_into(key: &[u8], sealed: &[u8], context: &Context, out: &mut [u8]) -
     if h.context != context.encoded.as_slice() {
         return Err(Error::InvalidTag);
     }
-    let (aead, commit) = derive(key, h.salt)?;
-    if !bool::from(commit.as_slice().ct_eq(h.commitment)) {
-        return Err(Error::InvalidTag);
-    }
-    aead.open_into(&NONCE, h.body, h.header, out)
+    let dk = match cache {
+        Some(dk) if dk.salt == h.salt => dk,
+        _ => cache.insert(DataKey::derive(key, h.salt)?),
+    };
+    dk.open_item(&h, out)
+}
+
+/// Opens `sealed` into `out` (exactly its plaintext length), checking the
+/// key commitment, the tag, and that `context` is the one it was sealed with.
+/// On any failure `out` holds no plaintext.
+///
+/// # Errors
+/// [`Error::InvalidEnvelope`] if it does not parse; [`Error::InvalidTag`] for
+/// a wrong key, a wrong context or any tampering; [`Error::InvalidArgument`]
+/// for a wrong key or output length.
+pub fn open_into(key: &[u8], sealed: &[u8], context: &Context, out: &mut [u8]) -> Result<()> {
+    check_key(key)?;
+    open_cached(key, sealed, context, out, &mut None)
 }
 
 /// Opens `sealed` into a new vector.
@@ -324,6 +373,9 @@ pub fn open(key: &[u8], sealed: &[u8], context: &Context) -> Result<Vec<u8>> {
 /// `plaintexts[i]` under `contexts[i]` (or `contexts[0]` when one context is
 /// given for all). Each output must be exactly [`sealed_len`] bytes.
 ///
+/// Each run of [`CHUNK`] items shares one fresh salt, so one key derivation
+/// serves the run; the items are told apart by their index (their nonce).
+///
 /// # Errors
 /// The first error met (wrong key, key id or lengths); outputs are then unspecified.
 pub fn seal_many(
@@ -334,12 +386,18 @@ pub fn seal_many(
     outs: &mut [&mut [u8]],
 ) -> Result<()> {
     check_key(key)?;
+    check_key_id(key_id)?;
     check_batch(plaintexts.len(), contexts.len(), outs.len())?;
-    outs.par_iter_mut()
-        .zip(plaintexts.par_iter())
+    outs.par_chunks_mut(CHUNK)
+        .zip(plaintexts.par_chunks(CHUNK))
         .enumerate()
-        .with_min_len(64)
-        .try_for_each(|(i, (out, pt))| seal_into(key, pt, pick(contexts, i), key_id, out))
+        .try_for_each(|(c, (outs, pts))| {
+            let dk = DataKey::fresh(key, rand::fill)?;
+            for (j, (out, pt)) in outs.iter_mut().zip(pts).enumerate() {
+                dk.seal_item(j as u32, pt, pick(contexts, c * CHUNK + j), key_id, out)?;
+            }
+            Ok(())
+        })
 }
 
 /// Opens many envelopes on all cores: `outs[i]` receives the plaintext of
@@ -357,14 +415,17 @@ pub fn open_many(
     check_key(key).map_err(|e| (0, e))?;
     check_batch(sealed.len(), contexts.len(), outs.len()).map_err(|e| (0, e))?;
     let first_err = outs
-        .par_iter_mut()
-        .zip(sealed.par_iter())
+        .par_chunks_mut(CHUNK)
+        .zip(sealed.par_chunks(CHUNK))
         .enumerate()
-        .with_min_len(64)
-        .filter_map(|(i, (out, s))| {
-            open_into(key, s, pick(contexts, i), out)
-                .err()
-                .map(|e| (i, e))
+        .filter_map(|(c, (outs, blobs))| {
+            let mut cache = None;
+            outs.iter_mut().zip(blobs).enumerate().find_map(|(j, (out, s))| {
+                let i = c * CHUNK + j;
+                open_cached(key, s, pick(contexts, i), out, &mut cache)
+                    .err()
+                    .map(|e| (i, e))
+            })
         })
         .min_by_key(|(i, _)| *i);
     match first_err {
@@ -457,11 +518,11 @@ mod tests {
             let (key, pt, salt, sealed) = (hx("key"), hx("plaintext"), hx("salt"), hx("sealed"));
             let kid = v["key_id"].as_str().unwrap();
             let mut out = vec![0u8; sealed_len(kid, &ctx, pt.len())];
-            seal_with(&key, &pt, &ctx, kid, &mut out, |s| {
-                s.copy_from_slice(&salt);
-                Ok(())
-            })
-            .unwrap();
+            let index = v["index"].as_u64().unwrap() as u32;
+            DataKey::derive(&key, &salt)
+                .unwrap()
+                .seal_item(index, &pt, &ctx, kid, &mut out)
+                .unwrap();
             assert_eq!(hex::encode(&out), hex::encode(&sealed), "vector {}", v["name"]);
             assert_eq!(open(&key, &sealed, &ctx).unwrap(), pt);
         }
@@ -517,7 +578,7 @@ mod tests {
     #[test]
     fn batch_matches_single_and_reports_index() {
         let key = [3u8; 32];
-        let msgs: Vec<Vec<u8>> = (0..300u32)
+        let msgs: Vec<Vec<u8>> = (0..(CHUNK as u32 * 2 + 300))
             .map(|i| i.to_be_bytes().repeat(i as usize % 7 + 1))
             .collect();
         let pts: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
@@ -531,6 +592,13 @@ mod tests {
         for (b, m) in bufs.iter().zip(&msgs) {
             assert_eq!(&open(&key, b, &c[0]).unwrap(), m);
         }
+        // One salt per chunk, items told apart by index; a new chunk, a new salt.
+        let (a, b) = (parse(&bufs[0]).unwrap(), parse(&bufs[CHUNK - 1]).unwrap());
+        assert_eq!((a.salt, a.index, b.index), (b.salt, 0, CHUNK as u32 - 1));
+        let next = parse(&bufs[CHUNK]).unwrap();
+        assert_ne!(next.salt, a.salt);
+        assert_eq!(next.index, 0);
+        bufs[CHUNK + 5][80] ^= 1;
         bufs[200][80] ^= 1;
         let sealed: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
         let mut plain: Vec<Vec<u8>> = msgs.iter().map(|m| vec![0; m.len()]).collect();
@@ -538,5 +606,152 @@ mod tests {
         let err = open_many(&key, &sealed, &c, &mut outs).unwrap_err();
         assert_eq!(err, (200, Error::InvalidTag));
         assert!(plain.iter().all(|p| p.iter().all(|&b| b == 0)));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Resealing: moving envelopes to another key inside the core.
+//
+// A key-rotation job (the KMS's `rewrap`) must move stored envelopes from an
+// old key to a new one without the plaintext ever reaching the caller's
+// language runtime, where it could not be wiped. These functions open and
+// seal in one step; the plaintext lives only in a zeroize-on-drop buffer.
+// ---------------------------------------------------------------------------
+
+/// Length of `sealed` once resealed under a key named `new_key_id` (the
+/// plaintext and context keep their lengths; only the key id changes).
+///
+/// # Errors
+/// As [`parse`]; [`Error::InvalidArgument`] for a key id over 255 bytes.
+pub fn resealed_len(sealed: &[u8], new_key_id: &str) -> Result<usize> {
+    check_key_id(new_key_id)?;
+    let h = parse(sealed)?;
+    Ok(sealed.len() - h.key_id.len() + new_key_id.len())
+}
+
+/// Opens `sealed` under `old_key` with the context stored in its header, and
+/// seals the same plaintext and context under `new_key` (fresh salt, key id
+/// `new_key_id`) into `out` (exactly [`resealed_len`] bytes).
+///
+/// The stored context is authenticated by the old envelope's tag, so the new
+/// envelope binds exactly the context the old one did.
+///
+/// # Errors
+/// As [`open_into`] for the old envelope (`InvalidTag` for a wrong key or any
+/// tampering) and [`seal_into`] for the new one.
+pub fn reseal_into(
+    old_key: &[u8],
+    sealed: &[u8],
+    new_key: &[u8],
+    new_key_id: &str,
+    out: &mut [u8],
+) -> Result<()> {
+    check_key(old_key)?;
+    check_key(new_key)?;
+    check_key_id(new_key_id)?;
+    let h = parse(sealed)?;
+    let context = Context::new(&h.context_pairs()?)?;
+    let mut plaintext = Zeroizing::new(vec![0u8; h.body.len() - TAG_LEN]);
+    open_into(old_key, sealed, &context, &mut plaintext)?;
+    seal_into(new_key, &plaintext, &context, new_key_id, out)
+}
+
+/// [`reseal_into`] for many envelopes on all cores. All or nothing: on any
+/// failure the error names the first failing index and the outputs are
+/// unspecified (they never hold plaintext).
+///
+/// # Errors
+/// `(index, error)` for the first failing item.
+pub fn reseal_many(
+    old_key: &[u8],
+    sealed: &[&[u8]],
+    new_key: &[u8],
+    new_key_id: &str,
+    outs: &mut [&mut [u8]],
+) -> core::result::Result<(), (usize, Error)> {
+    check_key(old_key).map_err(|e| (0, e))?;
+    check_key(new_key).map_err(|e| (0, e))?;
+    if outs.len() != sealed.len() {
+        return Err((0, Error::arg("one output buffer per item is required")));
+    }
+    let first_err = outs
+        .par_iter_mut()
+        .zip(sealed.par_iter())
+        .enumerate()
+        .with_min_len(64)
+        .filter_map(|(i, (out, s))| {
+            reseal_into(old_key, s, new_key, new_key_id, out)
+                .err()
+                .map(|e| (i, e))
+        })
+        .min_by_key(|(i, _)| *i);
+    match first_err {
+        None => Ok(()),
+        Some(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod reseal_tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context::new(&[("wallet", "w9"), ("party", "custodian")]).unwrap()
+    }
+
+    fn reseal(old: &[u8], sealed: &[u8], new: &[u8], kid: &str) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; resealed_len(sealed, kid)?];
+        reseal_into(old, sealed, new, kid, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn reseal_moves_to_the_new_key_and_keeps_the_context() {
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        let sealed = seal(&old, b"custodian share", &ctx(), "kek/v1").unwrap();
+        let moved = reseal(&old, &sealed, &new, "kek/v2").unwrap();
+        let h = parse(&moved).unwrap();
+        assert_eq!(h.key_id, "kek/v2");
+        assert_eq!(h.context, ctx().encoded());
+        assert_eq!(open(&new, &moved, &ctx()).unwrap(), b"custodian share");
+        assert_eq!(open(&old, &moved, &ctx()), Err(Error::InvalidTag));
+        let other = Context::new(&[("wallet", "w8"), ("party", "custodian")]).unwrap();
+        assert_eq!(open(&new, &moved, &other), Err(Error::InvalidTag));
+    }
+
+    #[test]
+    fn reseal_refuses_a_wrong_key_or_tampering() {
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        let sealed = seal(&old, b"share", &ctx(), "k").unwrap();
+        assert_eq!(reseal(&[3u8; 32], &sealed, &new, "k2"), Err(Error::InvalidTag));
+        for i in 0..sealed.len() {
+            let mut t = sealed.clone();
+            t[i] ^= 0x40;
+            assert!(reseal(&old, &t, &new, "k2").is_err(), "flip at byte {i} resealed");
+        }
+        assert!(reseal(&old, &sealed, &[0u8; 31], "k2").is_err());
+    }
+
+    #[test]
+    fn reseal_many_matches_one_at_a_time_and_names_the_failing_index() {
+        let (old, new) = ([5u8; 32], [6u8; 32]);
+        let msgs: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().repeat(9)).collect();
+        let sealed: Vec<Vec<u8>> = msgs.iter().map(|m| seal(&old, m, &ctx(), "a").unwrap()).collect();
+        let views: Vec<&[u8]> = sealed.iter().map(|s| s.as_slice()).collect();
+        let mut bufs: Vec<Vec<u8>> = views.iter().map(|s| vec![0; resealed_len(s, "bb").unwrap()]).collect();
+        let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        reseal_many(&old, &views, &new, "bb", &mut outs).unwrap();
+        for (b, m) in bufs.iter().zip(&msgs) {
+            assert_eq!(&open(&new, b, &ctx()).unwrap(), m);
+        }
+        let mut broken = sealed.clone();
+        let last = broken[150].len() - 1;
+        broken[150][last] ^= 1;
+        let views: Vec<&[u8]> = broken.iter().map(|s| s.as_slice()).collect();
+        let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        assert_eq!(
+            reseal_many(&old, &views, &new, "bb", &mut outs),
+            Err((150, Error::InvalidTag))
+        );
     }
 }
