@@ -247,7 +247,11 @@ impl DataKey {
         commit.copy_from_slice(&okm[KEY_LEN..]);
         let mut s = [0u8; SALT_LEN];
         s.copy_from_slice(salt);
-        Ok(DataKey { salt: s, aead, commit })
+        Ok(DataKey {
+            salt: s,
+            aead,
+            commit,
+        })
     }
 
     /// Draws a fresh salt with `make_salt` and derives its data key.
@@ -287,7 +291,8 @@ impl DataKey {
         w.put(&self.salt);
         w.put(self.commit.as_slice());
         w.put(&index.to_be_bytes());
-        self.aead.seal_into(&Self::nonce(index), plaintext, header, body)
+        self.aead
+            .seal_into(&Self::nonce(index), plaintext, header, body)
     }
 
     /// Opens a parsed envelope whose salt is this key's.
@@ -295,7 +300,8 @@ impl DataKey {
         if !bool::from(self.commit.as_slice().ct_eq(h.commitment)) {
             return Err(Error::InvalidTag);
         }
-        self.aead.open_into(&Self::nonce(h.index), h.body, h.header, out)
+        self.aead
+            .open_into(&Self::nonce(h.index), h.body, h.header, out)
     }
 }
 
@@ -304,7 +310,13 @@ impl DataKey {
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for a wrong key, key id or output length.
-pub fn seal_into(key: &[u8], plaintext: &[u8], context: &Context, key_id: &str, out: &mut [u8]) -> Result<()> {
+pub fn seal_into(
+    key: &[u8],
+    plaintext: &[u8],
+    context: &Context,
+    key_id: &str,
+    out: &mut [u8],
+) -> Result<()> {
     check_key(key)?;
     check_key_id(key_id)?;
     DataKey::fresh(key, rand::fill)?.seal_item(0, plaintext, context, key_id, out)
@@ -420,12 +432,15 @@ pub fn open_many(
         .enumerate()
         .filter_map(|(c, (outs, blobs))| {
             let mut cache = None;
-            outs.iter_mut().zip(blobs).enumerate().find_map(|(j, (out, s))| {
-                let i = c * CHUNK + j;
-                open_cached(key, s, pick(contexts, i), out, &mut cache)
-                    .err()
-                    .map(|e| (i, e))
-            })
+            outs.iter_mut()
+                .zip(blobs)
+                .enumerate()
+                .find_map(|(j, (out, s))| {
+                    let i = c * CHUNK + j;
+                    open_cached(key, s, pick(contexts, i), out, &mut cache)
+                        .err()
+                        .map(|e| (i, e))
+                })
         })
         .min_by_key(|(i, _)| *i);
     match first_err {
@@ -523,7 +538,12 @@ mod tests {
                 .unwrap()
                 .seal_item(index, &pt, &ctx, kid, &mut out)
                 .unwrap();
-            assert_eq!(hex::encode(&out), hex::encode(&sealed), "vector {}", v["name"]);
+            assert_eq!(
+                hex::encode(&out),
+                hex::encode(&sealed),
+                "vector {}",
+                v["name"]
+            );
             assert_eq!(open(&key, &sealed, &ctx).unwrap(), pt);
         }
     }
@@ -723,11 +743,17 @@ mod reseal_tests {
     fn reseal_refuses_a_wrong_key_or_tampering() {
         let (old, new) = ([1u8; 32], [2u8; 32]);
         let sealed = seal(&old, b"share", &ctx(), "k").unwrap();
-        assert_eq!(reseal(&[3u8; 32], &sealed, &new, "k2"), Err(Error::InvalidTag));
+        assert_eq!(
+            reseal(&[3u8; 32], &sealed, &new, "k2"),
+            Err(Error::InvalidTag)
+        );
         for i in 0..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 0x40;
-            assert!(reseal(&old, &t, &new, "k2").is_err(), "flip at byte {i} resealed");
+            assert!(
+                reseal(&old, &t, &new, "k2").is_err(),
+                "flip at byte {i} resealed"
+            );
         }
         assert!(reseal(&old, &sealed, &[0u8; 31], "k2").is_err());
     }
@@ -736,9 +762,15 @@ mod reseal_tests {
     fn reseal_many_matches_one_at_a_time_and_names_the_failing_index() {
         let (old, new) = ([5u8; 32], [6u8; 32]);
         let msgs: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().repeat(9)).collect();
-        let sealed: Vec<Vec<u8>> = msgs.iter().map(|m| seal(&old, m, &ctx(), "a").unwrap()).collect();
+        let sealed: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| seal(&old, m, &ctx(), "a").unwrap())
+            .collect();
         let views: Vec<&[u8]> = sealed.iter().map(|s| s.as_slice()).collect();
-        let mut bufs: Vec<Vec<u8>> = views.iter().map(|s| vec![0; resealed_len(s, "bb").unwrap()]).collect();
+        let mut bufs: Vec<Vec<u8>> = views
+            .iter()
+            .map(|s| vec![0; resealed_len(s, "bb").unwrap()])
+            .collect();
         let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
         reseal_many(&old, &views, &new, "bb", &mut outs).unwrap();
         for (b, m) in bufs.iter().zip(&msgs) {
