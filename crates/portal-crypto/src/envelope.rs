@@ -96,21 +96,21 @@ impl Context {
     }
 
     /// Decodes a stored context.
-    fn decode(mut b: &[u8]) -> Result<Vec<(String, String)>> {
+    fn decode(b: &[u8]) -> Result<Vec<(&str, &str)>> {
         let bad = || Error::InvalidEnvelope("malformed context".into());
-        let n = take_u16(&mut b).ok_or_else(bad)?;
+        let mut rest = b;
+        let n = take_u16(&mut rest).ok_or_else(bad)?;
         let mut pairs = Vec::with_capacity(n);
         for _ in 0..n {
-            let mut strings = [String::new(), String::new()];
-            for s in &mut strings {
-                let len = take_u16(&mut b).ok_or_else(bad)?;
-                let raw = take(&mut b, len).ok_or_else(bad)?;
-                *s = std::str::from_utf8(raw).map_err(|_| bad())?.to_owned();
-            }
-            let [k, v] = strings;
+            let mut field = || -> Result<&str> {
+                let len = take_u16(&mut rest).ok_or_else(bad)?;
+                let raw = take(&mut rest, len).ok_or_else(bad)?;
+                std::str::from_utf8(raw).map_err(|_| bad())
+            };
+            let (k, v) = (field()?, field()?);
             pairs.push((k, v));
         }
-        if !b.is_empty() {
+        if !rest.is_empty() {
             return Err(bad());
         }
         Ok(pairs)
@@ -135,12 +135,12 @@ pub struct Header<'a> {
     pub body: &'a [u8],
 }
 
-impl Header<'_> {
+impl<'a> Header<'a> {
     /// The stored context as (key, value) pairs, sorted by key.
     ///
     /// # Errors
     /// [`Error::InvalidEnvelope`] if the stored context is malformed.
-    pub fn context_pairs(&self) -> Result<Vec<(String, String)>> {
+    pub fn context_pairs(&self) -> Result<Vec<(&'a str, &'a str)>> {
         Context::decode(self.context)
     }
 }
