@@ -6,3 +6,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def wycheproof_terminal_summary(terminalreporter) -> None:
+    """Prints, per Wycheproof file run, how many cases ran and how many were skipped and why."""
+    from wycheproof import summary_lines
+
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("Wycheproof vectors")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    wycheproof_terminal_summary(terminalreporter)

@@ -305,6 +305,9 @@ impl Aead {
     /// # Errors
     /// As [`Aead::open_into`].
     pub fn open(&self, nonce: &[u8], sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        // A wrong nonce length is the caller's mistake whatever the input:
+        // report it before a too-short input's InvalidTag, as open_into does.
+        self.alg.check_nonce_len(nonce.len())?;
         let mut out = vec![0u8; Self::plaintext_len(sealed.len())?];
         self.open_into(nonce, sealed, aad, &mut out)?;
         Ok(out)

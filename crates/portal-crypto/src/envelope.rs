@@ -560,10 +560,7 @@ mod tests {
         assert_eq!((h.version, h.suite, h.key_id), (1, 1, "kek-1"));
         assert_eq!(
             h.context_pairs().unwrap(),
-            vec![
-                ("curve".into(), "SECP256K1".into()),
-                ("wallet".into(), "w1".into())
-            ]
+            vec![("curve", "SECP256K1"), ("wallet", "w1")]
         );
         assert_eq!(open(&key, &sealed, &ctx()).unwrap(), b"share");
     }

@@ -1,7 +1,7 @@
 //! `portal_core._rust.aead`: AESGCM, AESGCMSIV, ChaCha20Poly1305 and
 //! XChaCha20Poly1305, call-compatible with `cryptography`'s AEAD classes.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -10,6 +10,7 @@ use portal_crypto::rand;
 
 use crate::buffers::{detach_from, input, maybe_detach, new_bytes, optional_input, Output};
 use crate::errors::to_py;
+use zeroize::Zeroizing;
 
 fn new_aead(alg: Algorithm, key: &Bound<'_, PyAny>) -> PyResult<Aead> {
     let key = input(key, "key")?;
@@ -22,15 +23,20 @@ fn generate_key(
     bit_length: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyBytes>> {
     let bytes = match bit_length {
+        // The ChaCha classes take no bit length: their one key size.
         None => 32,
         Some(b) => {
-            let bits: usize = b
-                .extract()
-                .map_err(|_| PyTypeError::new_err("bit_length must be an integer"))?;
-            if bits % 8 != 0 || !alg.key_lens().contains(&(bits / 8)) {
-                return Err(PyValueError::new_err("bit_length must be 128, 192, or 256"));
+            // Any integer is a bit length, merely a wrong one when out of range
+            // (-128, 2**70); only non-integers (None included) are TypeErrors.
+            let bits = match b.extract::<usize>() {
+                Ok(bits) => Some(bits),
+                Err(e) if e.is_instance_of::<PyOverflowError>(py) => None,
+                Err(_) => return Err(PyTypeError::new_err("bit_length must be an integer")),
+            };
+            match bits.filter(|&b| b % 8 == 0 && alg.key_lens().contains(&(b / 8))) {
+                Some(bits) => bits / 8,
+                None => return Err(PyValueError::new_err("bit_length must be 128, 192, or 256")),
             }
-            bits / 8
         }
     };
     let key = new_bytes(py, bytes, |b| rand::fill(b).map_err(to_py))?;
@@ -84,11 +90,18 @@ fn into_buffer(
     let (nonce, data) = (input(nonce, "nonce")?, input(data, "data")?);
     let aad = optional_input(aad, "associated_data")?;
     let out = Output::extract(buf, "buf")?;
-    let mut copy = Vec::new();
-    let d = detach_from(data.as_slice(), &out, &mut copy);
-    let (n, a) = (
-        nonce.as_slice(),
+    // Every input sharing memory with `buf` is copied first, not only `data`:
+    // the output is written while the nonce and AAD may still be read (GCM-SIV
+    // authenticates the AAD after decrypting into `buf`), and a shared slice
+    // may not alias the mutable one.
+    // The copies may hold plaintext: they are wiped when dropped.
+    let (mut n_copy, mut d_copy, mut a_copy) = <[Zeroizing<Vec<u8>>; 3]>::default().into();
+    let n = detach_from(nonce.as_slice(), &out, &mut n_copy);
+    let d = detach_from(data.as_slice(), &out, &mut d_copy);
+    let a = detach_from(
         aad.as_ref().map_or(&[][..], |a| a.as_slice()),
+        &out,
+        &mut a_copy,
     );
     aead.algorithm().check_nonce_len(n.len()).map_err(to_py)?;
     let want = if seal {
@@ -127,11 +140,11 @@ macro_rules! aead_class {
             }
 
             #[staticmethod]
-            #[pyo3(signature = ($($bits = None)?))]
-            fn generate_key(py: Python<'_>, $($bits: Option<&Bound<'_, PyAny>>)?) -> PyResult<Py<PyBytes>> {
+            #[pyo3(signature = ($($bits)?))]
+            fn generate_key(py: Python<'_>, $($bits: &Bound<'_, PyAny>)?) -> PyResult<Py<PyBytes>> {
                 #[allow(unused_mut, unused_assignments)]
                 let mut bits = None;
-                $(bits = $bits;)?
+                $(bits = Some($bits);)?
                 generate_key(py, $alg, bits)
             }
 

@@ -1,0 +1,149 @@
+"""Wycheproof vectors for the AEADs and KDFs: one test per file, failures name the tcId.
+
+Loading, the outcome rules and the per-file counts (printed at the end of the run) live in
+``tests/wycheproof.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from portal_core import aead, kdf
+from portal_core.exceptions import InvalidTag
+from wycheproof import Case, Rejected, Unsupported, expect_error, load, run
+
+TAG_BITS = 128  # the only tag size the API makes, as with cryptography's classes
+
+# Key and nonce lengths (bytes) each class accepts: the bounds cryptography's classes enforce.
+KEY_LENS: dict[type, tuple[int, ...]] = {
+    aead.AESGCM: (16, 24, 32),
+    aead.AESGCMSIV: (16, 24, 32),
+    aead.ChaCha20Poly1305: (32,),
+    aead.XChaCha20Poly1305: (32,),
+}
+NONCE_OK: dict[type, Callable[[int], bool]] = {
+    aead.AESGCM: lambda n: 8 <= n <= 128,
+    aead.AESGCMSIV: lambda n: n == 12,
+    aead.ChaCha20Poly1305: lambda n: n == 12,
+    aead.XChaCha20Poly1305: lambda n: n == 24,
+}
+
+# PBKDF2 cases above this count would take seconds each; none of the current file's do.
+PBKDF2_MAX_ITERATIONS = 1_000_000
+
+
+def _refused(case: Case, reason: str) -> str:
+    """Outcome of a case the API refuses with ValueError: right for invalid, else skipped."""
+    if case.result == "invalid":
+        return "invalid_param"
+    raise Unsupported(reason)
+
+
+def _check_aead(cls: type, case: Case) -> str:
+    key, iv, aad, msg = (case.hex(f) for f in ("key", "iv", "aad", "msg"))
+    sealed = case.hex("ct") + case.hex("tag")
+    if case.group["tagSize"] != TAG_BITS:
+        raise Unsupported(f"{case.group['tagSize']}-bit tag")
+    if len(key) not in KEY_LENS[cls]:
+        expect_error(ValueError, cls, key)
+        return _refused(case, f"{len(key) * 8}-bit key")
+    cipher = cls(key)
+    if not NONCE_OK[cls](len(iv)):
+        expect_error(ValueError, cipher.encrypt, iv, msg, aad)
+        expect_error(ValueError, cipher.decrypt, iv, sealed, aad)
+        return _refused(case, f"{len(iv) * 8}-bit nonce")
+
+    if case.result == "invalid":
+        expect_error(InvalidTag, cipher.decrypt, iv, sealed, aad)
+        buf = bytearray(b"\xa5" * max(len(sealed) - 16, 0))
+        expect_error(InvalidTag, cipher.decrypt_into, iv, sealed, aad, buf)
+        assert not any(buf), "a failed decrypt_into left data in the buffer"
+        assert cipher.encrypt(iv, msg, aad) != sealed, "encrypt made the rejected input"
+        return "invalid_tag"
+
+    try:
+        assert cipher.encrypt(iv, msg, aad) == sealed, "encrypt"
+        assert cipher.decrypt(iv, sealed, aad) == msg, "decrypt"
+        out = bytearray(len(sealed))
+        assert cipher.encrypt_into(iv, msg, aad, out) == len(sealed), "encrypt_into count"
+        assert out == sealed, "encrypt_into"
+        back = bytearray(len(msg))
+        assert cipher.decrypt_into(iv, sealed, aad, back) == len(msg), "decrypt_into count"
+        assert back == msg, "decrypt_into"
+        if not aad:
+            assert cipher.encrypt(iv, msg, None) == sealed, "encrypt with None AAD"
+            assert cipher.decrypt(iv, sealed, None) == msg, "decrypt with None AAD"
+    except (InvalidTag, ValueError) as err:
+        if case.result == "acceptable":
+            raise Rejected from err
+        raise
+    return case.result
+
+
+def _check_hkdf(case: Case) -> str:
+    ikm, salt, info, size = case.hex("ikm"), case.hex("salt"), case.hex("info"), case["size"]
+    if case.result == "invalid":
+        expect_error(ValueError, lambda: kdf.hkdf_sha256(ikm, salt=salt, info=info, length=size))
+        return "invalid_param"
+    okm = case.hex("okm")
+    try:
+        assert kdf.hkdf_sha256(ikm, salt=salt, info=info, length=size) == okm, "okm"
+        if not salt:
+            # RFC 5869 §2.2: an absent salt is HashLen zero bytes, as is an empty one.
+            assert kdf.hkdf_sha256(ikm, salt=None, info=info, length=size) == okm, "salt=None"
+    except ValueError as err:
+        if case.result == "acceptable":
+            raise Rejected from err
+        raise
+    return case.result
+
+
+def _check_pbkdf2(case: Case) -> str:
+    password, salt = case.hex("password"), case.hex("salt")
+    iterations, length = case["iterationCount"], case["dkLen"]
+    if iterations > PBKDF2_MAX_ITERATIONS:
+        raise Unsupported(f"more than {PBKDF2_MAX_ITERATIONS:,} iterations (too slow)")
+    if case.result == "invalid":
+        expect_error(ValueError, kdf.pbkdf2_hmac_sha256, password, salt, iterations, length)
+        return "invalid_param"
+    try:
+        assert kdf.pbkdf2_hmac_sha256(password, salt, iterations, length) == case.hex("dk")
+    except ValueError as err:
+        if case.result == "acceptable":
+            raise Rejected from err
+        raise
+    return case.result
+
+
+def _record(record_property: Callable[[str, object], None], name: str, tally) -> None:
+    for key, value in tally.properties().items():
+        record_property(f"{name}:{key}", value)
+
+
+# (file, class, minimum valid cases that must run: a broken loader cannot pass)
+AEAD_FILES = [
+    pytest.param("aes_gcm_test.json", aead.AESGCM, 200, id="aes_gcm"),
+    pytest.param("aes_gcm_siv_test.json", aead.AESGCMSIV, 130, id="aes_gcm_siv"),
+    pytest.param("chacha20_poly1305_test.json", aead.ChaCha20Poly1305, 250, id="chacha20"),
+    pytest.param("xchacha20_poly1305_test.json", aead.XChaCha20Poly1305, 240, id="xchacha20"),
+]
+
+
+@pytest.mark.parametrize(("name", "cls", "min_valid"), AEAD_FILES)
+def test_aead_vectors(name, cls, min_valid, record_property):
+    tally = run(name, load(name), lambda case: _check_aead(cls, case), min_valid=min_valid)
+    _record(record_property, name, tally)
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "min_valid"),
+    [
+        pytest.param("hkdf_sha256_test.json", _check_hkdf, 80, id="hkdf_sha256"),
+        pytest.param("pbkdf2_hmacsha256_test.json", _check_pbkdf2, 55, id="pbkdf2_sha256"),
+    ],
+)
+def test_kdf_vectors(name, check, min_valid, record_property):
+    tally = run(name, load(name), check, min_valid=min_valid)
+    _record(record_property, name, tally)
