@@ -9,15 +9,21 @@ use portal_crypto::kdf;
 use crate::buffers::{input, new_bytes, optional_input};
 use crate::errors::to_py;
 
-/// A positive integer argument, as ValueError/TypeError (never OverflowError).
-fn positive(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> {
+/// An integer argument of at least `min` that fits u32, as ValueError or
+/// TypeError (never OverflowError).
+fn integer(ob: &Bound<'_, PyAny>, what: &str, min: u32) -> PyResult<u32> {
     let v: i64 = ob
         .extract()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be an integer")))?;
     u32::try_from(v)
         .ok()
-        .filter(|&v| v >= 1)
+        .filter(|&v| v >= min)
         .ok_or_else(|| PyValueError::new_err(format!("{what} must be between 1 and {}", u32::MAX)))
+}
+
+/// A positive integer argument.
+fn positive(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<u32> {
+    integer(ob, what, 1)
 }
 
 /// HKDF-SHA256 (RFC 5869); `salt=None` means HashLen zero bytes.
@@ -77,13 +83,16 @@ fn argon2id<'py>(
     length: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let (pw, salt) = (input(password, "password")?, input(salt, "salt")?);
+    // Zero passes through, for the core's message on what RFC 9106 allows.
     let params = kdf::Argon2Params {
-        time_cost: positive(time_cost, "time_cost")?,
-        memory_cost: positive(memory_cost, "memory_cost")?,
-        parallelism: positive(parallelism, "parallelism")?,
+        time_cost: integer(time_cost, "time_cost", 0)?,
+        memory_cost: integer(memory_cost, "memory_cost", 0)?,
+        parallelism: integer(parallelism, "parallelism", 0)?,
     };
-    let length = length.map_or(Ok(32), |l| positive(l, "length"))? as usize;
+    let length = length.map_or(Ok(32), |l| integer(l, "length", 0))? as usize;
     let (p, s) = (pw.as_slice(), salt.as_slice());
+    // Checked before the output is allocated.
+    params.validate(p.len(), s.len(), length).map_err(to_py)?;
     new_bytes(py, length, |out| {
         py.detach(|| kdf::argon2id(p, s, params, out))
             .map_err(to_py)

@@ -1,0 +1,48 @@
+//! Key derivation: HKDF-SHA256 (RFC 5869), PBKDF2-HMAC-SHA256 (RFC 8018)
+//! and Argon2id (RFC 9106), one module each.
+//!
+//! All three are built here on two hash primitives, SHA-256's compression
+//! function (`sha2`, which runs on SHA-NI or the ARMv8 SHA-2 instructions)
+//! and BLAKE2b (`blake2`). Owning the loops is what makes them fast: HMAC
+//! keys are absorbed once, the PBKDF2 iteration runs two compressions in
+//! registers, and Argon2's block function is written for AVX2 with its lanes
+//! on threads.
+
+mod argon2;
+mod argon2_block;
+mod hkdf;
+mod hmac;
+mod pbkdf2;
+#[cfg(target_arch = "x86_64")]
+mod sha_ni;
+
+pub use argon2::{argon2id, Argon2Params};
+pub use hkdf::{hkdf_sha256, HKDF_MAX_LEN};
+pub use pbkdf2::pbkdf2_hmac_sha256;
+
+/// SHA-256 output length, the HKDF/PBKDF2 block.
+pub const SHA256_LEN: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// A Wycheproof vector file, read in place from `$PORTAL_WYCHEPROOF_DIR`
+    /// or `<project root>/../shared/vectors/wycheproof/` (never copied into
+    /// the project). `None`, with a note, when the folder is missing.
+    pub(super) fn wycheproof(name: &str) -> Option<serde_json::Value> {
+        let dir = std::env::var_os("PORTAL_WYCHEPROOF_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/wycheproof")
+            });
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).expect("valid JSON")),
+            Err(e) => {
+                eprintln!("skipping {name}: cannot read {}: {e}", path.display());
+                None
+            }
+        }
+    }
+}
