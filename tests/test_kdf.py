@@ -326,3 +326,15 @@ def test_long_kdf_calls_release_the_gil(name):
         stop.set()
         counter.join()
         sys.setswitchinterval(interval)
+
+
+@pytest.mark.parametrize("huge", [2**64, 2**70, -(2**70)])
+def test_out_of_range_integers_are_value_errors_not_type_errors(huge):
+    with pytest.raises(ValueError, match="length"):
+        kdf.hkdf_sha256(b"ikm", length=huge)
+    with pytest.raises(ValueError, match="iterations"):
+        kdf.pbkdf2_hmac_sha256(b"pw", b"salt", huge)
+    with pytest.raises(ValueError, match="time_cost"):
+        kdf.argon2id(b"pw", b"saltsalt", time_cost=huge, memory_cost=64, parallelism=1)
+    with pytest.raises(TypeError, match="iterations"):
+        kdf.pbkdf2_hmac_sha256(b"pw", b"salt", 1.5)

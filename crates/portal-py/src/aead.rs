@@ -1,14 +1,14 @@
 //! `portal_core._rust.aead`: AESGCM, AESGCMSIV, ChaCha20Poly1305 and
 //! XChaCha20Poly1305, call-compatible with `cryptography`'s AEAD classes.
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use portal_crypto::aead::{Aead, Algorithm, TAG_LEN};
 use portal_crypto::rand;
 
-use crate::buffers::{detach_from, input, maybe_detach, new_bytes, optional_input, Output};
+use crate::buffers::{integer_arg, detach_from, input, maybe_detach, new_bytes, optional_input, Output};
 use crate::errors::to_py;
 use zeroize::Zeroizing;
 
@@ -28,11 +28,7 @@ fn generate_key(
         Some(b) => {
             // Any integer is a bit length, merely a wrong one when out of range
             // (-128, 2**70); only non-integers (None included) are TypeErrors.
-            let bits = match b.extract::<usize>() {
-                Ok(bits) => Some(bits),
-                Err(e) if e.is_instance_of::<PyOverflowError>(py) => None,
-                Err(_) => return Err(PyTypeError::new_err("bit_length must be an integer")),
-            };
+            let bits = integer_arg(b, "bit_length")?.and_then(|b| usize::try_from(b).ok());
             match bits.filter(|&b| b % 8 == 0 && alg.key_lens().contains(&(b / 8))) {
                 Some(bits) => bits / 8,
                 None => return Err(PyValueError::new_err("bit_length must be 128, 192, or 256")),

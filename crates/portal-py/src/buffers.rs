@@ -115,6 +115,16 @@ impl Output {
     }
 }
 
+/// An integer argument: `Some(v)` when it fits `u64`, `None` when it is an
+/// integer out of that range (negative, or huge: the caller's ValueError), and
+/// TypeError for anything that is not an integer.
+pub fn integer_arg(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<u64>> {
+    if !ob.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(PyTypeError::new_err(format!("{what} must be an integer")));
+    }
+    Ok(ob.extract::<u64>().ok())
+}
+
 /// Reads `ob` as bytes, copying it when it overlaps `out` so the two never alias.
 pub fn detach_from<'a>(data: &'a [u8], out: &Output, copy: &'a mut Vec<u8>) -> &'a [u8] {
     if out.overlaps(data) {

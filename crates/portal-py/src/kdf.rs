@@ -1,24 +1,23 @@
 //! `portal_core._rust.kdf`: HKDF-SHA256, PBKDF2-HMAC-SHA256, Argon2id.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use portal_crypto::kdf;
 
-use crate::buffers::{input, new_bytes, optional_input};
+use crate::buffers::{integer_arg, input, new_bytes, optional_input};
 use crate::errors::to_py;
 
-/// An integer argument of at least `min` that fits u32, as ValueError or
-/// TypeError (never OverflowError).
+/// An integer argument of at least `min` that fits u32: TypeError for a
+/// non-integer, ValueError for one out of range (never OverflowError).
 fn integer(ob: &Bound<'_, PyAny>, what: &str, min: u32) -> PyResult<u32> {
-    let v: i64 = ob
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be an integer")))?;
-    u32::try_from(v)
-        .ok()
+    integer_arg(ob, what)?
+        .and_then(|v| u32::try_from(v).ok())
         .filter(|&v| v >= min)
-        .ok_or_else(|| PyValueError::new_err(format!("{what} must be between 1 and {}", u32::MAX)))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("{what} must be between {min} and {}", u32::MAX))
+        })
 }
 
 /// A positive integer argument.
