@@ -38,7 +38,7 @@ def _runtime_params(obj) -> list[str]:
     return [p for p in inspect.signature(obj).parameters if p != "self"]
 
 
-@pytest.mark.parametrize("name", ["__init__", "aead", "kdf", "envelope"])
+@pytest.mark.parametrize("name", ["__init__", "aead", "kdf", "envelope", "shares"])
 def test_stub_names_and_parameters_match(name):
     module = _rust if name == "__init__" else getattr(_rust, name)
     defs = _stub_defs(STUBS / f"{name}.pyi")

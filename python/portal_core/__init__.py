@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from portal_core import aead, envelope, exceptions, kdf
+from portal_core import aead, envelope, exceptions, kdf, shares
 from portal_core._rust import cpu_features
 
-__all__ = ["aead", "cpu_features", "envelope", "exceptions", "kdf"]
+__all__ = ["aead", "cpu_features", "envelope", "exceptions", "kdf", "shares"]
 __version__ = "0.1.0"

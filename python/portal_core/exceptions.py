@@ -7,7 +7,22 @@ as the standard library and ``cryptography`` do.
 
 from __future__ import annotations
 
-__all__ = ["InvalidEnvelope", "InvalidTag", "PortalError"]
+__all__ = [
+    "DecryptFailed",
+    "EjectNotAuthorized",
+    "InvalidEnvelope",
+    "InvalidShare",
+    "InvalidTag",
+    "NoValidBackup",
+    "PasswordRequired",
+    "PortalError",
+    "ShareVerificationFailed",
+    "UnsupportedBackupMethod",
+    "WalletAlreadyExists",
+    "WalletModificationInProgress",
+    "WalletNotFound",
+    "WeakPassword",
+]
 
 
 class PortalError(Exception):
@@ -23,3 +38,63 @@ class InvalidTag(PortalError):
 
 class InvalidEnvelope(PortalError):
     """A sealed envelope is malformed, truncated, or of an unsupported version or suite."""
+
+
+class InvalidShare(PortalError):
+    """A key share, or a share-protocol message, failed verification.
+
+    Malformed, truncated, of an unknown version or curve, a scalar that is not
+    canonical, a public share that does not match its scalar or does not pair
+    with the other party's, a commitment that does not open, a proof that fails.
+    The message names the check; it never holds a scalar.
+    """
+
+
+# Errors of the backup, recovery and eject flows (portal_core.backup, portal_core.store).
+# Each message names the cause (a method, a wallet or pair id, a status); none names a
+# password, key or share.
+
+
+class PasswordRequired(PortalError):
+    """A ``PASSWORD`` backup, recovery or eject was asked for without a password."""
+
+
+class WeakPassword(PortalError):
+    """The backup password fails the password policy (too short, common, or a numeric PIN
+    without a guess-limited vault); the message says which rule and why."""
+
+
+class UnsupportedBackupMethod(PortalError):
+    """The backup method is unknown, or not configured on this client (no key storage)."""
+
+
+class NoValidBackup(PortalError):
+    """No completed backup can serve the request: none was made with that method, it was
+    replaced by a newer one, or its cipher text or key is missing."""
+
+
+class DecryptFailed(PortalError):
+    """The backup cipher text did not open: wrong password or key, altered cipher text, or a
+    cipher text of another wallet or method. Says which when that is knowable without the key."""
+
+
+class ShareVerificationFailed(PortalError):
+    """A decrypted share does not match its recorded public share, does not pair with the
+    other party's, or a share-protocol message failed verification."""
+
+
+class EjectNotAuthorized(PortalError):
+    """Eject was asked for outside a custodian's authorisation window (never authorised,
+    expired, or already used)."""
+
+
+class WalletModificationInProgress(PortalError):
+    """Another backup, recovery or key generation of this wallet is running."""
+
+
+class WalletNotFound(PortalError):
+    """The client has no wallet (or no wallet with that id) at the custodian or on the device."""
+
+
+class WalletAlreadyExists(PortalError):
+    """Key generation was asked for a client that already has a wallet."""

@@ -17,6 +17,12 @@ pub enum Error {
     /// A sealed envelope that cannot be parsed or whose version/suite is unknown.
     #[error("invalid envelope: {0}")]
     InvalidEnvelope(String),
+    /// A share, or a share-protocol message, failed verification: malformed,
+    /// truncated, wrong curve, non-canonical scalar, a public share that does
+    /// not match, a commitment that does not open, a proof that fails.
+    /// Messages name the check, never a scalar.
+    #[error("invalid share: {0}")]
+    InvalidShare(String),
     /// An argument of the wrong length or value (the caller's mistake).
     #[error("{0}")]
     InvalidArgument(String),

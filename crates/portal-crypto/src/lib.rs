@@ -9,5 +9,6 @@ pub mod envelope;
 mod error;
 pub mod kdf;
 pub mod rand;
+pub mod shares;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ mod cpu;
 mod envelope;
 mod errors;
 mod kdf;
+mod shares;
 
 /// Adds `child` to `parent` as attribute `name` (imported as
 /// `from portal_core._rust import name`).
@@ -30,5 +31,6 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_submodule(m, "aead", aead::register)?;
     add_submodule(m, "kdf", kdf::register)?;
     add_submodule(m, "envelope", envelope::register)?;
+    add_submodule(m, "shares", shares::register)?;
     Ok(())
 }

@@ -5,6 +5,7 @@ from typing import TypedDict
 from . import aead as aead
 from . import envelope as envelope
 from . import kdf as kdf
+from . import shares as shares
 
 class CpuFeatures(TypedDict, total=False):
     arch: str

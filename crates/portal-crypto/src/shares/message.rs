@@ -1,0 +1,236 @@
+//! The public messages the two parties exchange (one-to-one with the
+//! future HTTP endpoints), in a versioned binary form.
+//!
+//! ```text
+//! message := "PM" | version u8 = 1 | step u8 | curve u8 | sender role u8 | params | body
+//! params  := protocol u8 | session_id str8 | new_kind u8 | new_id str8
+//!            [ reshare only: public_key [P] | input_kind u8 | input_id str8 ]
+//! str8    := len u8 | UTF-8 bytes
+//! step 1 (commit) body := commitment [32]
+//! step 2 (reveal) body := nonce [32] | public_share [P] | proof R [P] | proof s [32]
+//!                         [ reshare only: seed [32] ]
+//! ```
+//!
+//! Every message repeats the session parameters in clear, so a receiver that
+//! disagrees with its peer says which parameter differs instead of failing
+//! later at a hash check. None of them is secret.
+
+use super::{invalid, Curve, Kind, Role};
+use crate::Result;
+
+/// The two magic bytes that start every protocol message.
+pub const MAGIC: &[u8; 2] = b"PM";
+/// The only message format version so far.
+pub const VERSION: u8 = 1;
+const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 1;
+
+/// Which protocol a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Distributed key generation: a new wallet.
+    KeyGen = 1,
+    /// Re-randomisation of an existing sharing: backup, recovery, refresh.
+    Reshare = 2,
+}
+
+/// The two steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Commit = 1,
+    Reveal = 2,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Commit => "commitment",
+            Step::Reveal => "reveal",
+        }
+    }
+}
+
+/// What a reshare starts from.
+pub struct Input {
+    pub public_key: Vec<u8>,
+    pub kind: Kind,
+    pub id: String,
+}
+
+/// The parameters both parties must agree on.
+pub struct Params {
+    pub protocol: Protocol,
+    pub session_id: String,
+    pub new_kind: Kind,
+    pub new_id: String,
+    pub input: Option<Input>,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Lengths are checked (1..=255 bytes) before a session is made.
+    out.push(s.len() as u8);
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl Params {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.protocol as u8];
+        put_str(&mut out, &self.session_id);
+        out.push(self.new_kind.id());
+        put_str(&mut out, &self.new_id);
+        if let Some(input) = &self.input {
+            out.extend_from_slice(&input.public_key);
+            out.push(input.kind.id());
+            put_str(&mut out, &input.id);
+        }
+        out
+    }
+}
+
+/// Reads fields off the front of a message.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(invalid("protocol message is truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn str8(&mut self) -> Result<&'a str> {
+        let n = usize::from(self.u8()?);
+        std::str::from_utf8(self.take(n)?)
+            .map_err(|_| invalid("protocol message holds an id that is not UTF-8"))
+    }
+}
+
+/// Builds a message.
+pub fn encode(step: Step, curve: Curve, sender: Role, params: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + params.len() + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[VERSION, step as u8, curve.id(), sender.id()]);
+    out.extend_from_slice(params);
+    out.extend_from_slice(body);
+    out
+}
+
+fn kind_name(id: u8) -> String {
+    Kind::from_id(id).map_or_else(|| format!("unknown ({id})"), |k| k.name().to_owned())
+}
+
+/// Checks a peer's message against this party's view of the session and
+/// returns its body.
+///
+/// # Errors
+/// [`crate::Error::InvalidShare`] naming the first thing that differs.
+pub fn parse<'a>(
+    msg: &'a [u8],
+    step: Step,
+    curve: Curve,
+    receiver: Role,
+    params: &Params,
+    body_len: usize,
+) -> Result<&'a [u8]> {
+    let mut r = Reader(msg);
+    if r.take(2)? != MAGIC {
+        return Err(invalid("not a share protocol message (bad magic)"));
+    }
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(invalid(format!(
+            "unsupported protocol message version {version} (this build speaks version {VERSION})"
+        )));
+    }
+    let got = r.u8()?;
+    if got != step as u8 {
+        let name = match got {
+            1 => Step::Commit.name(),
+            2 => Step::Reveal.name(),
+            _ => "unknown",
+        };
+        return Err(invalid(format!(
+            "expected the peer's {}, got a {name} message",
+            step.name()
+        )));
+    }
+    let got = r.u8()?;
+    if got != curve.id() {
+        let name = Curve::from_id(got).map_or("an unknown curve", Curve::name);
+        return Err(invalid(format!(
+            "message is for {name}, this session is on {}",
+            curve.name()
+        )));
+    }
+    let sender = r.u8()?;
+    if sender != receiver.peer().id() {
+        return Err(invalid(format!(
+            "message is not from the {} (each session has one client and one custodian)",
+            receiver.peer().name()
+        )));
+    }
+    let protocol = r.u8()?;
+    if protocol != params.protocol as u8 {
+        return Err(invalid(
+            "message is for another protocol (key generation versus reshare)",
+        ));
+    }
+    let session = r.str8()?;
+    if session != params.session_id {
+        return Err(invalid(format!(
+            "message belongs to session {session:?}, this is session {:?}",
+            params.session_id
+        )));
+    }
+    let new_kind = r.u8()?;
+    if new_kind != params.new_kind.id() {
+        return Err(invalid(format!(
+            "the parties disagree on the new share's kind: peer {}, here {}",
+            kind_name(new_kind),
+            params.new_kind.name()
+        )));
+    }
+    let new_id = r.str8()?;
+    if new_id != params.new_id {
+        return Err(invalid(format!(
+            "the parties disagree on the new share's id: peer {new_id:?}, here {:?}",
+            params.new_id
+        )));
+    }
+    if let Some(input) = &params.input {
+        if r.take(input.public_key.len())? != input.public_key.as_slice() {
+            return Err(invalid(
+                "the peer's share is for another public key: the shares belong to different wallets",
+            ));
+        }
+        let kind = r.u8()?;
+        if kind != input.kind.id() {
+            return Err(invalid(format!(
+                "the peer reshares a {} share, this party a {} share",
+                kind_name(kind),
+                input.kind.name()
+            )));
+        }
+        let id = r.str8()?;
+        if id != input.id {
+            return Err(invalid(format!(
+                "the peer's share has id {id:?}, this party's {:?}: shares of different pairs do not combine",
+                input.id
+            )));
+        }
+    }
+    let body = r.0;
+    if body.len() != body_len {
+        return Err(invalid(format!(
+            "protocol {} body is {} bytes, expected {body_len}",
+            step.name(),
+            body.len()
+        )));
+    }
+    Ok(body)
+}
