@@ -53,17 +53,22 @@ def test_stub_names_and_parameters_match(name):
         if isinstance(node, ast.FunctionDef):
             assert _params(node) == _runtime_params(obj), fname
             continue
-        methods = {m.name: m for m in ast.walk(node) if isinstance(m, ast.FunctionDef)}
-        for base in node.bases:
-            base_node = defs.get(ast.unparse(base)) or _private_class(name, ast.unparse(base))
-            for m in ast.walk(base_node):
-                if isinstance(m, ast.FunctionDef):
-                    methods.setdefault(m.name, m)
+        methods = _methods(name, node, defs)
         for mname, m in methods.items():
             if mname == "__init__":
                 assert _params(m) == _runtime_params(obj), fname
             else:
                 assert _params(m) == _runtime_params(getattr(obj, mname)), f"{fname}.{mname}"
+
+
+def _methods(module: str, node: ast.ClassDef, defs: dict) -> dict[str, ast.FunctionDef]:
+    """The class's stub methods, with those of its stub base classes (nearest wins)."""
+    methods = {m.name: m for m in node.body if isinstance(m, ast.FunctionDef)}
+    for base in node.bases:
+        base_node = defs.get(ast.unparse(base)) or _private_class(module, ast.unparse(base))
+        for mname, m in _methods(module, base_node, defs).items():
+            methods.setdefault(mname, m)
+    return methods
 
 
 def _private_class(module: str, name: str) -> ast.ClassDef:

@@ -49,29 +49,21 @@ class _Aead:
             TypeError: ``buf`` is read-only, or an argument is not a bytes-like object.
         """
 
-class AESGCM(_Aead):
+class _AesAead(_Aead):
+    @staticmethod
+    def generate_key(bit_length: int) -> bytes:
+        """A random key of 128, 192 or 256 bits.
+
+        Raises:
+            ValueError: another bit length.
+            TypeError: ``bit_length`` is not an integer.
+        """
+
+class AESGCM(_AesAead):
     """AES-GCM (SP 800-38D), 128/192/256-bit keys, nonces of 8 to 128 bytes."""
 
-    @staticmethod
-    def generate_key(bit_length: int) -> bytes:
-        """A random key of 128, 192 or 256 bits.
-
-        Raises:
-            ValueError: another bit length.
-            TypeError: ``bit_length`` is not an integer.
-        """
-
-class AESGCMSIV(_Aead):
+class AESGCMSIV(_AesAead):
     """AES-GCM-SIV (RFC 8452), 128/192/256-bit keys, 12-byte nonces."""
-
-    @staticmethod
-    def generate_key(bit_length: int) -> bytes:
-        """A random key of 128, 192 or 256 bits.
-
-        Raises:
-            ValueError: another bit length.
-            TypeError: ``bit_length`` is not an integer.
-        """
 
 class ChaCha20Poly1305(_Aead):
     """ChaCha20-Poly1305 (RFC 8439), 32-byte key, 12-byte nonce."""
