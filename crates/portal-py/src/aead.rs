@@ -8,7 +8,9 @@ use pyo3::types::PyBytes;
 use portal_crypto::aead::{Aead, Algorithm, TAG_LEN};
 use portal_crypto::rand;
 
-use crate::buffers::{integer_arg, detach_from, input, maybe_detach, new_bytes, optional_input, Output};
+use crate::buffers::{
+    detach_from, input, integer_arg, maybe_detach, new_bytes, optional_input, Output,
+};
 use crate::errors::to_py;
 use zeroize::Zeroizing;
 

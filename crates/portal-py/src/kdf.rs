@@ -6,7 +6,7 @@ use pyo3::types::PyBytes;
 
 use portal_crypto::kdf;
 
-use crate::buffers::{integer_arg, input, new_bytes, optional_input};
+use crate::buffers::{input, integer_arg, new_bytes, optional_input};
 use crate::errors::to_py;
 
 /// An integer argument of at least `min` that fits u32: TypeError for a
