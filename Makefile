@@ -6,22 +6,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEPS := $(VENV)/.deps-installed
+HSM_DIR := .hsm
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test bench lint build venv clean
+.PHONY: run test bench lint build venv hsm clean
 
-run: build
+run: build hsm
 	$(BIN)/portal-core demo
+	. $(HSM_DIR)/env && $(BIN)/portal-core hsm check
 
-test: build
+test: build hsm
 	cargo test --release -p portal-crypto
 	$(BIN)/python -m pytest tests
 
-bench: build
+bench: build hsm
 	mkdir -p bench-results
 	$(BIN)/python -m pytest benches --benchmark-only --benchmark-json=bench-results/bench.json -q
 	$(BIN)/python benches/report.py bench-results/bench.json --plot bench-results/bench.png
+
+# A SoftHSM2 token in $(HSM_DIR) (installs softhsm2 and opensc first when run as root).
+# The tests and benchmarks make their own throwaway tokens with the same script.
+hsm:
+	hsm/setup.sh $(HSM_DIR)
 
 lint: venv
 	cargo fmt --all -- --check
@@ -46,3 +53,4 @@ $(DEPS): requirements-dev.txt | $(BIN)/python
 
 clean:
 	rm -rf $(VENV) target bench-results .pytest_cache .hypothesis .benchmarks
+	@echo "kept $(HSM_DIR)/ (the HSM token and its keys): remove it yourself if you mean to"

@@ -21,3 +21,7 @@ def wycheproof_terminal_summary(terminalreporter) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     wycheproof_terminal_summary(terminalreporter)
+
+
+# The SoftHSM2 token of the KMS tests (tests/test_kms*.py, tests/test_cli_kms.py).
+from kms_fixtures import hsm_env, key_name, kms  # noqa: E402, F401

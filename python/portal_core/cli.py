@@ -1,4 +1,4 @@
-"""The ``portal-core`` command line."""
+"""The ``portal-core`` command line: the demo, the HSM token, and key-encryption keys."""
 
 from __future__ import annotations
 
@@ -89,16 +89,70 @@ def demo(as_json: bool) -> int:
     return 0
 
 
+def _add_hsm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hsm-dir",
+        metavar="DIR",
+        help="read PKCS11_* settings from DIR/env (default: ./.hsm when PKCS11_MODULE is unset)",
+    )
+    p.add_argument("--profile", help="vendor profile (default: PORTAL_KMS_PROFILE or softhsm)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portal-core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="show the crypto core at work")
     p_demo.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p_hsm = sub.add_parser("hsm", help="set up or check the HSM token")
+    hsm_sub = p_hsm.add_subparsers(dest="action", required=True)
+    p_init = hsm_sub.add_parser("init", help="create a SoftHSM2 token (kept if it exists)")
+    p_init.add_argument("dir", nargs="?", default=".hsm", help="token directory (default .hsm)")
+    p_check = hsm_sub.add_parser("check", help="log in and check the profile on a scratch key")
+    _add_hsm_options(p_check)
+
+    p_keys = sub.add_parser("keys", help="manage key-encryption keys in the HSM")
+    keys_sub = p_keys.add_subparsers(dest="action", required=True)
+    for action, text in (("create", "create version 1 of a key"), ("rotate", "add a version")):
+        p = keys_sub.add_parser(action, help=text)
+        p.add_argument("name")
+        _add_hsm_options(p)
+    p_list = keys_sub.add_parser("list", help="list keys, versions and retirements")
+    p_list.add_argument("name", nargs="?")
+    p_list.add_argument("--json", action="store_true", help="print JSON")
+    _add_hsm_options(p_list)
+    p_retire = keys_sub.add_parser(
+        "retire", help="stop VERSION and every older version of a key from decrypting"
+    )
+    p_retire.add_argument("name")
+    p_retire.add_argument("version", type=int)
+    p_retire.add_argument(
+        "--destroy",
+        action="store_true",
+        help="also destroy those versions in the HSM (irreversible: their blobs are lost)",
+    )
+    p_retire.add_argument("--yes", action="store_true", help="confirm --destroy")
+    _add_hsm_options(p_retire)
+    p_rewrap = keys_sub.add_parser(
+        "rewrap", help="move stored blobs (files, or directories of files) to the newest versions"
+    )
+    p_rewrap.add_argument("paths", nargs="+", metavar="PATH")
+    p_rewrap.add_argument("--batch", type=int, default=2048, help="blobs per batch (default 2048)")
+    bar = p_rewrap.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", default=None, help="always draw the bar")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
+    _add_hsm_options(p_rewrap)
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.json)
-    parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return 2  # pragma: no cover
+    try:
+        from portal_core.kms import cli as kms_cli
+    except ImportError as e:  # python-pkcs11 is the optional extra "hsm"
+        hint = "install the HSM extra: pip install 'portal-core[hsm]'"
+        print(f"portal-core {args.command}: {e}; {hint}", file=sys.stderr)
+        return 2
+    return kms_cli.run(args)
 
 
 if __name__ == "__main__":

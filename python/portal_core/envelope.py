@@ -15,7 +15,19 @@ open = _env.open
 inspect = _env.inspect
 seal_many = _env.seal_many
 open_many = _env.open_many
+reseal = _env.reseal
+reseal_many = _env.reseal_many
 KEY_LEN: int = _env.KEY_LEN
 VERSION: int = _env.VERSION
 
-__all__ = ["KEY_LEN", "VERSION", "inspect", "open", "open_many", "seal", "seal_many"]
+__all__ = [
+    "KEY_LEN",
+    "VERSION",
+    "inspect",
+    "open",
+    "open_many",
+    "reseal",
+    "reseal_many",
+    "seal",
+    "seal_many",
+]

@@ -673,9 +673,15 @@ pub fn reseal_into(
     seal_into(new_key, &plaintext, &context, new_key_id, out)
 }
 
-/// [`reseal_into`] for many envelopes on all cores. All or nothing: on any
-/// failure the error names the first failing index and the outputs are
-/// unspecified (they never hold plaintext).
+/// Items resealed together: bounds the plaintext held (in zeroize-on-drop
+/// buffers) by one [`reseal_many`] call at a time.
+const RESEAL_BATCH: usize = 4 * CHUNK;
+
+/// [`reseal_into`] for many envelopes on all cores: each slice of
+/// [`RESEAL_BATCH`] items is opened with [`open_many`] (one key derivation
+/// per salt shared by a batch) and sealed again with [`seal_many`] (one fresh
+/// salt per chunk). All or nothing: on any failure the error names the first
+/// failing index and the outputs are unspecified (they never hold plaintext).
 ///
 /// # Errors
 /// `(index, error)` for the first failing item.
@@ -688,24 +694,44 @@ pub fn reseal_many(
 ) -> core::result::Result<(), (usize, Error)> {
     check_key(old_key).map_err(|e| (0, e))?;
     check_key(new_key).map_err(|e| (0, e))?;
+    check_key_id(new_key_id).map_err(|e| (0, e))?;
     if outs.len() != sealed.len() {
         return Err((0, Error::arg("one output buffer per item is required")));
     }
-    let first_err = outs
-        .par_iter_mut()
-        .zip(sealed.par_iter())
+    for (base, (items, outs)) in sealed
+        .chunks(RESEAL_BATCH)
+        .zip(outs.chunks_mut(RESEAL_BATCH))
         .enumerate()
-        .with_min_len(64)
-        .filter_map(|(i, (out, s))| {
-            reseal_into(old_key, s, new_key, new_key_id, out)
-                .err()
-                .map(|e| (i, e))
-        })
-        .min_by_key(|(i, _)| *i);
-    match first_err {
-        None => Ok(()),
-        Some(err) => Err(err),
+        .map(|(n, pair)| (n * RESEAL_BATCH, pair))
+    {
+        let at = |(i, e): (usize, Error)| (base + i, e);
+        // The context stored in each header, authenticated by open_many below.
+        let contexts = items
+            .par_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                parse(s)
+                    .and_then(|h| Context::new(&h.context_pairs()?))
+                    .map_err(|e| (i, e))
+            })
+            .collect::<core::result::Result<Vec<_>, _>>()
+            .map_err(at)?;
+        let mut plain = items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                plaintext_len(s)
+                    .map(|n| Zeroizing::new(vec![0u8; n]))
+                    .map_err(|e| (i, e))
+            })
+            .collect::<core::result::Result<Vec<_>, _>>()
+            .map_err(at)?;
+        let mut views: Vec<&mut [u8]> = plain.iter_mut().map(|p| p.as_mut_slice()).collect();
+        open_many(old_key, items, &contexts, &mut views).map_err(at)?;
+        let plaintexts: Vec<&[u8]> = plain.iter().map(|p| p.as_slice()).collect();
+        seal_many(new_key, &plaintexts, &contexts, new_key_id, outs).map_err(|e| (base, e))?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use portal_crypto::envelope::{self as env, Context};
 
-use crate::buffers::{input, new_bytes, new_bytes_many, Input};
+use crate::buffers::{input, new_bytes, new_bytes_many, optional_input, Input};
 use crate::errors::{to_py, InvalidTag};
 
 /// Reads `None` or a `dict[str, str]`.
@@ -153,44 +153,78 @@ fn batch<'py>(ob: &Bound<'py, PyAny>, what: &str) -> PyResult<Batch<'py>> {
     Ok(Batch::Items(items))
 }
 
-/// Seals every item on all cores; returns one envelope per item.
+/// Seals every item on all cores; returns one envelope per item, each
+/// preceded by `prefix` when one is given.
 #[pyfunction]
-#[pyo3(signature = (key, plaintexts, *, context=None, key_id=None))]
+#[pyo3(signature = (key, plaintexts, *, context=None, key_id=None, prefix=None))]
 fn seal_many<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
     plaintexts: &Bound<'py, PyAny>,
     context: Option<&Bound<'py, PyAny>>,
     key_id: Option<&str>,
+    prefix: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let key = input(key, "key")?;
     let items = batch(plaintexts, "plaintexts")?;
     let pts = items.slices();
     let ctxs = contexts(context, pts.len())?;
     let kid = self::key_id(key_id);
-    let lens = pts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| env::sealed_len(kid, &ctxs[if ctxs.len() == 1 { 0 } else { i }], p.len()));
+    let prefix = optional_input(prefix, "prefix")?;
+    let pre = prefix.as_ref().map_or(&[][..], Input::as_slice);
+    let lens = pts.iter().enumerate().map(|(i, p)| {
+        pre.len() + env::sealed_len(kid, &ctxs[if ctxs.len() == 1 { 0 } else { i }], p.len())
+    });
     let k = key.as_slice();
     new_bytes_many(py, lens, |outs| {
-        py.detach(|| env::seal_many(k, &pts, &ctxs, kid, outs))
+        let mut bodies = after_prefix(outs, pre);
+        py.detach(|| env::seal_many(k, &pts, &ctxs, kid, &mut bodies))
             .map_err(to_py)
     })
 }
 
-/// Opens every envelope on all cores; any failure raises and returns nothing.
+/// Writes `prefix` at the start of every output; returns the rest of each.
+fn after_prefix<'a>(outs: &'a mut [&mut [u8]], prefix: &[u8]) -> Vec<&'a mut [u8]> {
+    outs.iter_mut()
+        .map(|out| {
+            let (head, body) = out.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix);
+            body
+        })
+        .collect()
+}
+
+/// The envelopes of a batch after skipping `skip` bytes of each item (a
+/// caller's own header, which the envelope does not cover).
+fn skipped(blobs: Vec<&[u8]>, skip: usize) -> PyResult<Vec<&[u8]>> {
+    blobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            b.get(skip..).ok_or_else(|| {
+                batch_error((
+                    i,
+                    portal_crypto::Error::InvalidEnvelope(format!("shorter than skip={skip}")),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Opens every envelope on all cores (after the first `skip` bytes of each
+/// item); any failure raises and returns nothing.
 #[pyfunction]
-#[pyo3(signature = (key, sealed, *, context=None))]
+#[pyo3(signature = (key, sealed, *, context=None, skip=0))]
 fn open_many<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
     sealed: &Bound<'py, PyAny>,
     context: Option<&Bound<'py, PyAny>>,
+    skip: usize,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let key = input(key, "key")?;
     let items = batch(sealed, "sealed")?;
-    let blobs = items.slices();
+    let blobs = skipped(items.slices(), skip)?;
     let ctxs = contexts(context, blobs.len())?;
     let lens = blobs
         .iter()
@@ -227,7 +261,67 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(seal_many, m)?)?;
     m.add_function(wrap_pyfunction!(open_many, m)?)?;
+    m.add_function(wrap_pyfunction!(reseal, m)?)?;
+    m.add_function(wrap_pyfunction!(reseal_many, m)?)?;
     m.add("KEY_LEN", env::KEY_LEN)?;
     m.add("VERSION", env::VERSION)?;
     Ok(())
+}
+
+/// Moves one envelope to `new_key` without returning its plaintext.
+#[pyfunction]
+#[pyo3(signature = (old_key, sealed, new_key, *, key_id=None))]
+fn reseal<'py>(
+    py: Python<'py>,
+    old_key: &Bound<'py, PyAny>,
+    sealed: &Bound<'py, PyAny>,
+    new_key: &Bound<'py, PyAny>,
+    key_id: Option<&str>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (old, sealed) = (input(old_key, "old_key")?, input(sealed, "sealed")?);
+    let new = input(new_key, "new_key")?;
+    let kid = self::key_id(key_id);
+    let s = sealed.as_slice();
+    let len = env::resealed_len(s, kid).map_err(to_py)?;
+    new_bytes(py, len, |out| {
+        env::reseal_into(old.as_slice(), s, new.as_slice(), kid, out).map_err(to_py)
+    })
+}
+
+/// Moves many envelopes to `new_key` on all cores (after the first `skip`
+/// bytes of each item; each output preceded by `prefix`); any failure raises
+/// and returns nothing.
+#[pyfunction]
+#[pyo3(signature = (old_key, sealed, new_key, *, key_id=None, skip=0, prefix=None))]
+fn reseal_many<'py>(
+    py: Python<'py>,
+    old_key: &Bound<'py, PyAny>,
+    sealed: &Bound<'py, PyAny>,
+    new_key: &Bound<'py, PyAny>,
+    key_id: Option<&str>,
+    skip: usize,
+    prefix: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let (old, new) = (input(old_key, "old_key")?, input(new_key, "new_key")?);
+    let items = batch(sealed, "sealed")?;
+    let blobs = skipped(items.slices(), skip)?;
+    let kid = self::key_id(key_id);
+    let prefix = optional_input(prefix, "prefix")?;
+    let pre = prefix.as_ref().map_or(&[][..], Input::as_slice);
+    let lens = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            env::resealed_len(b, kid)
+                .map(|n| pre.len() + n)
+                .map_err(|e| (i, e))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(batch_error)?;
+    let (o, n) = (old.as_slice(), new.as_slice());
+    new_bytes_many(py, lens, |outs| {
+        let mut bodies = after_prefix(outs, pre);
+        py.detach(|| env::reseal_many(o, &blobs, n, kid, &mut bodies))
+            .map_err(batch_error)
+    })
 }

@@ -1,0 +1,187 @@
+"""``portal-core hsm`` and ``portal-core keys``, run as a user runs them, on SoftHSM2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from portal_core.kms import KeyVersionRetired
+
+CTX = {"wallet": "wallet-cli", "party": "custodian"}
+
+
+def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    exe = shutil.which("portal-core")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "portal_core.cli", *args]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PKCS11_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        cmd,
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.fixture
+def name() -> str:
+    return f"cli-{uuid.uuid4().hex[:10]}"
+
+
+def test_hsm_init_makes_a_usable_token_and_keeps_it(tmp_path):
+    directory = tmp_path / "token"
+    first = _run("hsm", "init", str(directory))
+    assert first.returncode == 0, first.stderr
+    assert "initialised" in first.stdout and str(directory / "env") in first.stdout
+    env_text = (directory / "env").read_text()
+    for var in ("SOFTHSM2_CONF", "PKCS11_MODULE", "PKCS11_TOKEN_LABEL", "PKCS11_USER_PIN"):
+        assert f"export {var}=" in env_text
+    assert oct((directory / "env").stat().st_mode & 0o777) == "0o600"
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    created = _run("keys", "create", "survivor", "--hsm-dir", str(directory))
+    assert created.returncode == 0, created.stderr
+    again = _run("hsm", "init", str(directory))
+    assert again.returncode == 0 and "already initialised" in again.stdout
+    listed = _run("keys", "list", "--json", "--hsm-dir", str(directory))
+    assert [k["name"] for k in json.loads(listed.stdout)] == ["survivor"]
+    check = _run("hsm", "check", "--hsm-dir", str(directory))
+    assert check.returncode == 0, check.stderr
+    assert "HSM check passed" in check.stdout
+
+
+def test_the_default_token_dir_is_dot_hsm_in_the_working_directory(tmp_path):
+    assert _run("hsm", "init", cwd=tmp_path).returncode == 0
+    assert (tmp_path / ".hsm" / "env").is_file()
+    listed = _run("keys", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "no keys" in listed.stdout
+
+
+def test_create_rotate_list_retire(hsm_env, name):
+    assert _run("keys", "create", name, env=hsm_env).returncode == 0
+    duplicate = _run("keys", "create", name, env=hsm_env)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    rotated = _run("keys", "rotate", name, env=hsm_env)
+    assert rotated.returncode == 0 and "version 2" in rotated.stdout
+    listed = _run("keys", "list", name, "--json", env=hsm_env)
+    assert json.loads(listed.stdout) == [
+        {"name": name, "versions": [1, 2], "newest": 2, "min_decryption_version": 1}
+    ]
+    text = _run("keys", "list", env=hsm_env).stdout
+    assert name in text and "MIN DECRYPT" in text
+    retired = _run("keys", "retire", name, "1", env=hsm_env)
+    assert retired.returncode == 0, retired.stderr
+    unconfirmed = _run("keys", "retire", name, "1", "--destroy", env=hsm_env)
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    destroyed = _run("keys", "retire", name, "1", "--destroy", "--yes", env=hsm_env)
+    assert destroyed.returncode == 0 and "version 1 destroyed" in destroyed.stdout
+    listed = _run("keys", "list", name, "--json", env=hsm_env)
+    assert json.loads(listed.stdout)[0]["versions"] == [2]
+    too_far = _run("keys", "retire", name, "2", env=hsm_env)
+    assert too_far.returncode == 1 and "between" in too_far.stderr
+
+
+def test_rewrap_moves_a_directory_of_blobs_with_a_progress_bar(hsm_env, kms, tmp_path, name):
+    kms.create_key(name)
+    shares = [os.urandom(100) for _ in range(300)]
+    store = tmp_path / "store"
+    (store / "nested").mkdir(parents=True)
+    paths = [store / ("nested" if i % 2 else "") / f"share-{i}.bin" for i in range(300)]
+    for path, blob in zip(paths, kms.seal_many(name, shares, context=CTX), strict=True):
+        path.write_bytes(blob)
+    assert _run("keys", "rotate", name, env=hsm_env).returncode == 0
+    moved = _run("keys", "rewrap", str(store), "--batch", "64", "--progress", env=hsm_env)
+    assert moved.returncode == 0, moved.stderr
+    assert "rewrapped 300 of 300" in moved.stdout and f"{name}: v1 -> v2: 300" in moved.stdout
+    assert "rewrap [" in moved.stderr and "300/300 blobs" in moved.stderr
+    blobs = [p.read_bytes() for p in paths]
+    assert {kms.inspect(b).key_version for b in blobs} == {2}
+    assert kms.open_many(blobs, context=CTX) == shares
+    assert not list(store.rglob("*.rewrap-tmp"))
+    # After retiring v1 the store still opens: nothing was left behind on v1.
+    kms.set_min_decryption_version(name, 2)
+    assert kms.open(blobs[0], context=CTX) == shares[0]
+
+
+def test_rewrap_reports_bad_files_and_moves_the_rest(hsm_env, kms, tmp_path, name):
+    kms.create_key(name)
+    good = tmp_path / "good.bin"
+    old = kms.seal(name, b"share", context=CTX)
+    good.write_bytes(old)
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a blob")
+    tampered = tmp_path / "tampered.bin"
+    tampered.write_bytes(old[:-1] + bytes([old[-1] ^ 1]))
+    kms.rotate(name)
+    run = _run("keys", "rewrap", str(tmp_path), "--no-progress", env=hsm_env)
+    assert run.returncode == 1
+    assert "rewrapped 1 of 3" in run.stdout and "rewrap [" not in run.stderr
+    assert "bad.bin: MalformedBlob" in run.stderr and "tampered.bin: InvalidTag" in run.stderr
+    assert bad.read_bytes() == b"not a blob"  # failures are left exactly as they were
+    assert tampered.read_bytes() == old[:-1] + bytes([old[-1] ^ 1])
+    assert kms.inspect(good.read_bytes()).key_version == 2
+    kms.set_min_decryption_version(name, 2)
+    with pytest.raises(KeyVersionRetired):
+        kms.open(old, context=CTX)
+    assert kms.open(good.read_bytes(), context=CTX) == b"share"
+
+
+def test_errors_are_messages_not_tracebacks_and_never_show_the_pin(hsm_env, name):
+    pin = hsm_env["PKCS11_USER_PIN"]
+    missing = _run("keys", "rotate", name, env=hsm_env)
+    assert missing.returncode == 1 and "no key named" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    wrong_pin = _run("keys", "list", env={**hsm_env, "PKCS11_USER_PIN": pin[::-1]})
+    assert wrong_pin.returncode == 1 and "refused the login" in wrong_pin.stderr
+    unset = _run("keys", "list", cwd=Path("/"))
+    assert unset.returncode == 1 and "PKCS11_MODULE" in unset.stderr
+    bad_path = _run("keys", "rewrap", "/nonexistent/store", env=hsm_env)
+    assert bad_path.returncode == 1 and "no such file" in bad_path.stderr
+    for run in (missing, wrong_pin, unset, bad_path):
+        assert pin not in run.stdout + run.stderr
+        assert pin[::-1] not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("args", [["keys"], ["hsm"], ["keys", "retire", "k"], ["keys", "shred"]])
+def test_bad_usage_exits_with_usage(args):
+    run = _run(*args)
+    assert run.returncode == 2 and "usage" in run.stderr
+
+
+def test_setup_script_keeps_its_token_and_recovers_an_interrupted_run(tmp_path):
+    setup = [
+        "bash",
+        str(Path(__file__).resolve().parent.parent / "hsm" / "setup.sh"),
+        str(tmp_path),
+    ]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            setup, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+        )
+
+    assert run().returncode == 0
+    env = (tmp_path / "env").read_text()
+    created = _run("keys", "create", "kept", "--hsm-dir", str(tmp_path))
+    assert created.returncode == 0, created.stderr
+    again = run()
+    assert again.returncode == 0 and "ready" in again.stderr
+    assert (tmp_path / "env").read_text() == env  # same token, same PIN
+    assert "kept" in _run("keys", "list", "--hsm-dir", str(tmp_path)).stdout
+    # A run interrupted before writing env leaves a token nobody knows the PIN of.
+    (tmp_path / "env").unlink()
+    fresh = run()
+    assert fresh.returncode == 0 and "interrupted run" in fresh.stderr
+    assert (tmp_path / "env").read_text() != env
+    assert "no keys" in _run("keys", "list", "--hsm-dir", str(tmp_path)).stdout
