@@ -157,114 +157,95 @@ fn session_repr(py: Python<'_>, name: &str, s: &Session) -> String {
     )
 }
 
-/// One party's side of the distributed key generation of a new wallet.
-#[pyclass(module = "portal_core._rust.shares", name = "KeyGen")]
-pub struct KeyGen(Session);
+/// The methods both protocol classes share (one party's side of a session):
+/// the curve/role/session getters, the three protocol steps and a redacted
+/// repr. `$new` is the class's own constructor.
+macro_rules! session_class {
+    ($ty:ident, $name:literal, $doc:literal, { $($new:tt)* }) => {
+        #[doc = $doc]
+        #[pyclass(module = "portal_core._rust.shares", name = $name)]
+        pub struct $ty(Session);
 
-#[pymethods]
-impl KeyGen {
-    #[new]
-    #[pyo3(signature = (curve, role, session_id, *, wallet_id))]
-    fn new(curve: &str, role: &str, session_id: &str, wallet_id: &str) -> PyResult<Self> {
-        let s = Session::keygen(
-            self::curve(curve)?,
-            self::role(role)?,
-            session_id,
-            wallet_id,
-        );
-        s.map(KeyGen).map_err(to_py)
-    }
+        #[pymethods]
+        impl $ty {
+            $($new)*
 
-    #[getter]
-    fn curve(&self) -> &'static str {
-        self.0.curve().name()
-    }
+            #[getter]
+            fn curve(&self) -> &'static str {
+                self.0.curve().name()
+            }
 
-    #[getter]
-    fn role(&self) -> &'static str {
-        self.0.role().name()
-    }
+            #[getter]
+            fn role(&self) -> &'static str {
+                self.0.role().name()
+            }
 
-    #[getter]
-    fn session_id(&self) -> &str {
-        self.0.session_id()
-    }
+            #[getter]
+            fn session_id(&self) -> &str {
+                self.0.session_id()
+            }
 
-    fn commit<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        commit(&mut self.0, py)
-    }
+            fn commit<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+                commit(&mut self.0, py)
+            }
 
-    fn reveal<'py>(
-        &mut self,
-        py: Python<'py>,
-        peer_commitment: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        reveal(&mut self.0, py, peer_commitment)
-    }
+            fn reveal<'py>(
+                &mut self,
+                py: Python<'py>,
+                peer_commitment: &Bound<'py, PyAny>,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                reveal(&mut self.0, py, peer_commitment)
+            }
 
-    fn finish(&mut self, peer_reveal: &Bound<'_, PyAny>) -> PyResult<PyShare> {
-        finish(&mut self.0, peer_reveal)
-    }
+            fn finish(&mut self, peer_reveal: &Bound<'_, PyAny>) -> PyResult<PyShare> {
+                finish(&mut self.0, peer_reveal)
+            }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        session_repr(py, "KeyGen", &self.0)
-    }
+            fn __repr__(&self, py: Python<'_>) -> String {
+                session_repr(py, $name, &self.0)
+            }
+        }
+    };
 }
 
-/// One party's side of a reshare: backup, recovery or refresh.
-#[pyclass(module = "portal_core._rust.shares", name = "Reshare")]
-pub struct Reshare(Session);
-
-#[pymethods]
-impl Reshare {
-    #[new]
-    #[pyo3(signature = (share, session_id, *, new_kind, new_share_id))]
-    fn new(
-        share: PyRef<'_, PyShare>,
-        session_id: &str,
-        new_kind: &str,
-        new_share_id: &str,
-    ) -> PyResult<Self> {
-        Session::reshare(&share.0, session_id, kind(new_kind)?, new_share_id)
-            .map(Reshare)
-            .map_err(to_py)
+session_class!(
+    KeyGen,
+    "KeyGen",
+    "One party's side of the distributed key generation of a new wallet.",
+    {
+        #[new]
+        #[pyo3(signature = (curve, role, session_id, *, wallet_id))]
+        fn new(curve: &str, role: &str, session_id: &str, wallet_id: &str) -> PyResult<Self> {
+            let s = Session::keygen(
+                self::curve(curve)?,
+                self::role(role)?,
+                session_id,
+                wallet_id,
+            );
+            s.map(KeyGen).map_err(to_py)
+        }
     }
+);
 
-    #[getter]
-    fn curve(&self) -> &'static str {
-        self.0.curve().name()
+session_class!(
+    Reshare,
+    "Reshare",
+    "One party's side of a reshare: backup, recovery or refresh.",
+    {
+        #[new]
+        #[pyo3(signature = (share, session_id, *, new_kind, new_share_id))]
+        fn new(
+            share: PyRef<'_, PyShare>,
+            session_id: &str,
+            new_kind: &str,
+            new_share_id: &str,
+        ) -> PyResult<Self> {
+            Session::reshare(&share.0, session_id, kind(new_kind)?, new_share_id)
+                .map(Reshare)
+                .map_err(to_py)
+        }
     }
-
-    #[getter]
-    fn role(&self) -> &'static str {
-        self.0.role().name()
-    }
-
-    #[getter]
-    fn session_id(&self) -> &str {
-        self.0.session_id()
-    }
-
-    fn commit<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        commit(&mut self.0, py)
-    }
-
-    fn reveal<'py>(
-        &mut self,
-        py: Python<'py>,
-        peer_commitment: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        reveal(&mut self.0, py, peer_commitment)
-    }
-
-    fn finish(&mut self, peer_reveal: &Bound<'_, PyAny>) -> PyResult<PyShare> {
-        finish(&mut self.0, peer_reveal)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        session_repr(py, "Reshare", &self.0)
-    }
-}
+);
 
 /// A wallet's private key, reconstructed by `eject`. `repr` never shows it.
 #[pyclass(frozen, module = "portal_core._rust.shares", name = "EjectedKey")]
