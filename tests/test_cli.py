@@ -1,25 +1,56 @@
-"""The console script, as a user runs it."""
+"""The console script, as a user runs it: the crypto-core demo, and the wallet demo on SoftHSM."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+BACKUP = [
+    "Reading share",
+    "Generating share",
+    "Parsing share",
+    "Encrypting share",
+    "Storing share",
+    "Done",
+]
+RECOVERY = [
+    "Reading share",
+    "Decrypting share",
+    "Parsing share",
+    "Generating share",
+    "Storing share",
+    "Done",
+]
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+
+def _run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("portal-core")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "portal_core.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    # Only the HSM the test names: none of the developer's PKCS11_* settings leak in.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PKCS11_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        cmd,
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
-def test_demo_json_reports_a_working_core():
-    proc = _run("demo", "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+def _check_core(out: dict) -> None:
     feats = out["cpu_features"]
     assert feats["arch"] and isinstance(feats["aes"], bool) and feats["backend"]
     env = out["envelope"]
@@ -31,11 +62,90 @@ def test_demo_json_reports_a_working_core():
     assert len(timings) >= 4 and all(t > 0 for t in timings.values())
 
 
-def test_demo_text_names_each_step():
-    proc = _run("demo")
+def test_demo_core_json_reports_a_working_core(tmp_path):
+    proc = _run("demo", "--core", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    _check_core(out)
+    assert "wallet" not in out
+
+
+def test_demo_core_text_names_each_step(tmp_path):
+    proc = _run("demo", "--core", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for needle in ("CPU features", "backend", "Sealed", "Argon2id", "Timings"):
         assert needle in proc.stdout
+    assert "Wallet demo" not in proc.stdout
+
+
+def test_demo_json_runs_a_wallets_life_on_the_hsm(hsm_env, tmp_path):
+    proc = _run("demo", "--json", env=hsm_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    _check_core(out)
+    wallet = out["wallet"]
+    addresses = wallet["addresses"]
+    assert re.fullmatch(r"0x[0-9a-fA-F]{40}", addresses["SECP256K1"])
+    assert 32 <= len(addresses["ED25519"]) <= 44
+    assert wallet["argon2"] == {"time_cost": 2, "memory_kib": 19 * 1024, "lanes": 1}
+    steps = {s["step"]: s for s in wallet["steps"]}
+    assert all(s["seconds"] > 0 for s in wallet["steps"])
+
+    for name in ("back up with PASSWORD (Argon2id)", "back up with CUSTOM (key file)"):
+        step = steps[name]
+        assert [e["status"] for e in step["progress"]] == BACKUP
+        assert step["result"]["status"] == "completed"
+        assert set(step["result"]["pair_ids"]) == {"SECP256K1", "ED25519"}
+    assert steps["back up with CUSTOM (key file)"]["result"]["key_file_mode"] == "0o600"
+    status = steps["backup status"]["result"]
+    assert status["available_recovery_methods"] == ["CUSTOM", "PASSWORD"]
+    assert status["is_wallet_recoverable"] is True
+
+    for name in ("lose the device; recover with PASSWORD", "recover with CUSTOM on another device"):
+        step = steps[name]
+        assert [e["status"] for e in step["progress"]] == RECOVERY
+        assert step["result"] == {"addresses": addresses, "addresses_match": True}
+    assert steps["the lost device's share no longer pairs"]["result"]["error"] == (
+        "ShareVerificationFailed"
+    )
+    assert steps["a wrong password is refused"]["result"]["error"] == "DecryptFailed"
+    assert steps["eject without authorisation is refused"]["result"]["error"] == (
+        "EjectNotAuthorized"
+    )
+    assert steps["the custodian authorises eject"]["result"]["window_seconds"] == 300
+    ejected = steps["eject the private keys (PASSWORD backup)"]["result"]
+    assert {c: e["address"] for c, e in ejected.items()} == addresses
+    assert all(e["matches_wallet"] for e in ejected.values())
+    # The keys are described, never printed.
+    assert not re.search(r"\b[0-9a-f]{64}\b", proc.stdout)
+    assert "correct horse battery staple" not in proc.stdout
+
+
+def test_demo_text_prints_each_step_with_progress_and_timing(hsm_env, tmp_path):
+    proc = _run("demo", env=hsm_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for needle in (
+        "CPU features",
+        "Wallet demo",
+        "back up with PASSWORD",
+        "back up with CUSTOM",
+        "recover with PASSWORD",
+        "recover with CUSTOM",
+        "addresses_match: True",
+        "eject the private keys",
+        "progress: Reading share +",
+        "All steps:",
+    ):
+        assert needle in text, needle
+    assert re.search(r"eject the private keys .* +\d+\.\d ms", text)
+
+
+def test_demo_without_an_hsm_says_how_to_get_one(tmp_path):
+    proc = _run("demo", "--json", env={"SOFTHSM2_CONF": str(tmp_path / "none.conf")}, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "needs an HSM token" in proc.stderr and "--core" in proc.stderr
 
 
 @pytest.mark.parametrize("args", [[], ["nonsense"]])

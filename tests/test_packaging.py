@@ -49,7 +49,7 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
         timeout=600,
     )
     proc = subprocess.run(
-        [bin_dir / "portal-core", "demo", "--json"],
+        [bin_dir / "portal-core", "demo", "--core", "--json"],
         capture_output=True,
         text=True,
         timeout=300,

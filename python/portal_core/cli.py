@@ -8,8 +8,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from portal_core import aead, cpu_features, envelope, kdf
+from portal_core.exceptions import PortalError
 
 # OWASP's minimum for Argon2id (m = 19 MiB, t = 2, p = 1).
 DEMO_ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
@@ -35,8 +37,8 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:9.2f} s "
 
 
-def demo(as_json: bool) -> int:
-    """Seal and open a sample share, derive a password key, show the CPU and timings."""
+def _core_demo() -> dict[str, Any]:
+    """Seal and open a sample share, derive a password key, the CPU and timings."""
     key = os.urandom(envelope.KEY_LEN)
     share = os.urandom(32)  # stands in for a secp256k1 backup share scalar
     context = {"wallet": "demo-wallet", "curve": "SECP256K1", "party": "client"}
@@ -59,7 +61,7 @@ def demo(as_json: bool) -> int:
             lambda: kdf.argon2id(b"pw", salt, **DEMO_ARGON2), min_seconds=0.5
         ),
     }
-    result = {
+    return {
         "cpu_features": cpu_features(),
         "envelope": {
             "inspect": envelope.inspect(sealed),
@@ -69,23 +71,76 @@ def demo(as_json: bool) -> int:
         "password_key_bytes": len(password_key),
         "timings_seconds": timings,
     }
+
+
+def _print_core(result: dict[str, Any]) -> None:
+    print("CPU features")
+    for name, value in result["cpu_features"].items():
+        print(f"  {name:10} {value}")
+    print("\nSealed a 32-byte share under a 256-bit key:")
+    env = result["envelope"]
+    info = env["inspect"]
+    print(f"  {env['sealed_bytes']} bytes, version {info['version']}, suite {info['suite']}")
+    print(f"  key id {info['key_id']!r}, context {info['context']}")
+    print("  opened with the same key and context: ok")
+    print(
+        f"\nDerived a {result['password_key_bytes']}-byte password key with Argon2id "
+        "(OWASP parameters)"
+    )
+    print("\nTimings (median per call)")
+    for name, seconds in result["timings_seconds"].items():
+        print(f"  {name:36} {_fmt_seconds(seconds)}")
+
+
+def _demo_kms(hsm_dir: str | None, profile: str | None) -> Any:
+    """The KMS of the wallet demo: the token named by the environment, ``--hsm-dir``, or
+    ``./.hsm`` (what ``make run`` sets up)."""
+    from portal_core.kms import Pkcs11Kms, softhsm
+
+    if hsm_dir:
+        os.environ.update(softhsm.read_env_file(os.path.join(hsm_dir, "env")))
+    elif "PKCS11_MODULE" not in os.environ and os.path.isfile(".hsm/env"):
+        # SoftHSM2 reads SOFTHSM2_CONF from the process environment, so all of it goes there.
+        os.environ.update(softhsm.read_env_file(".hsm/env"))
+    return Pkcs11Kms.from_env(**({"profile": profile} if profile else {}))
+
+
+def demo(
+    as_json: bool, *, core: bool = False, hsm_dir: str | None = None, profile: str | None = None
+) -> int:
+    """The crypto core at work, then (unless ``core``) a wallet's whole life on the HSM:
+    create, back up with PASSWORD and CUSTOM, lose the device, recover with each, eject."""
+    kms = None
+    if not core:
+        try:
+            kms = _demo_kms(hsm_dir, profile)
+        except (ImportError, PortalError) as e:
+            print(
+                f"portal-core demo: the wallet demo needs an HSM token ({e}). `make run` sets "
+                "one up; or run `portal-core hsm init` and then `portal-core demo`. "
+                "`portal-core demo --core` shows the crypto core alone.",
+                file=sys.stderr,
+            )
+            return 1
+    result = _core_demo()
+    if kms is not None:
+        from portal_core.backup import demo as wallet_demo
+
+        try:
+            with kms:
+                result["wallet"] = wallet_demo.run(kms)
+        except PortalError as e:
+            print(f"portal-core demo: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
     if as_json:
         json.dump(result, sys.stdout, indent=2)
         print()
         return 0
-    feats = result["cpu_features"]
-    print("CPU features")
-    for name, value in feats.items():
-        print(f"  {name:10} {value}")
-    print("\nSealed a 32-byte share under a 256-bit key:")
-    info = result["envelope"]["inspect"]
-    print(f"  {len(sealed)} bytes, version {info['version']}, suite {info['suite']}")
-    print(f"  key id {info['key_id']!r}, context {info['context']}")
-    print("  opened with the same key and context: ok")
-    print(f"\nDerived a {len(password_key)}-byte password key with Argon2id (OWASP parameters)")
-    print("\nTimings (median per call)")
-    for name, seconds in timings.items():
-        print(f"  {name:36} {_fmt_seconds(seconds)}")
+    _print_core(result)
+    if "wallet" in result:
+        print()
+        for line in wallet_demo.format_text(result["wallet"]):
+            print(line)
     return 0
 
 
@@ -101,8 +156,12 @@ def _add_hsm_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portal-core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="show the crypto core at work")
+    p_demo = sub.add_parser(
+        "demo", help="show the crypto core, then a wallet's backup, recovery and eject on the HSM"
+    )
     p_demo.add_argument("--json", action="store_true", help="print one JSON object")
+    p_demo.add_argument("--core", action="store_true", help="the crypto core only (no HSM)")
+    _add_hsm_options(p_demo)
 
     p_hsm = sub.add_parser("hsm", help="set up or check the HSM token")
     hsm_sub = p_hsm.add_subparsers(dest="action", required=True)
@@ -145,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo(args.json)
+        return demo(args.json, core=args.core, hsm_dir=args.hsm_dir, profile=args.profile)
     try:
         from portal_core.kms import cli as kms_cli
     except ImportError as e:  # python-pkcs11 is the optional extra "hsm"

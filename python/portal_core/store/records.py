@@ -1,0 +1,127 @@
+"""The custodian's records: plain frozen dataclasses shared by every store implementation.
+
+Sealed blobs (custodian shares sealed under the KMS, client cipher texts) are kept out of
+``repr``: they are not plaintext, but nothing gains from printing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "BACKUP_METHODS",
+    "CURVES",
+    "BackupMode",
+    "BackupRecord",
+    "ClientRecord",
+    "EjectWindow",
+    "LockRecord",
+    "PairRecord",
+    "PairStatus",
+    "SigningShareRecord",
+    "WalletRecord",
+]
+
+# The names used on the wire, as the seed system spells them.
+CURVES: tuple[str, ...] = ("SECP256K1", "ED25519")
+BACKUP_METHODS: tuple[str, ...] = ("PASSWORD", "PASSKEY", "GDRIVE", "ICLOUD", "CUSTOM")
+
+
+class PairStatus(StrEnum):
+    """A backup share pair's status; it only moves forward, in this order."""
+
+    # The custodian holds its backup share; the client has not yet stored its key.
+    INCOMPLETE = "incomplete"
+    STORED_CLIENT_BACKUP_SHARE_KEY = "STORED_CLIENT_BACKUP_SHARE_KEY"
+    STORED_CLIENT_BACKUP_SHARE = "STORED_CLIENT_BACKUP_SHARE"
+    COMPLETED = "completed"
+
+
+class BackupMode(StrEnum):
+    """Who keeps the cipher text and the custodian's backup share."""
+
+    # Portal-managed: the custodian keeps both (the cipher text opens only with the user's key).
+    CUSTODIAN = "custodian"
+    # Self-managed: the integrator keeps the cipher text and, through its webhook, the
+    # custodian's backup share (still sealed under the custodian's KMS).
+    SELF = "self"
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    client_id: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class WalletRecord:
+    wallet_id: str
+    client_id: str
+    created_at: float
+    ejected_at: float | None = None
+
+
+@dataclass(frozen=True)
+class SigningShareRecord:
+    """The custodian's signing share of one curve, and the public points of the pairing."""
+
+    wallet_id: str
+    curve: str
+    # A fresh id per share, bound in the KMS context: an older sealed share of the same
+    # wallet and curve can then not be put back in place of the current one.
+    share_id: str
+    public_key: bytes
+    client_public_share: bytes
+    custodian_public_share: bytes
+    sealed_share: bytes = field(repr=False)
+    generation: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """One backup: a pair per curve, one client cipher text, one method."""
+
+    backup_id: str
+    wallet_id: str
+    method: str
+    mode: BackupMode
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """One curve's backup share pair."""
+
+    pair_id: str
+    backup_id: str
+    wallet_id: str
+    method: str
+    curve: str
+    status: PairStatus
+    public_key: bytes
+    client_public_share: bytes
+    custodian_public_share: bytes
+    # None in self-managed mode: the integrator keeps it.
+    sealed_custodian_share: bytes | None = field(repr=False)
+    created_at: float
+    completed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """A backup, recovery or key generation in progress for one client's wallet."""
+
+    client_id: str
+    owner: str
+    operation: str
+    acquired_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class EjectWindow:
+    wallet_id: str
+    authorized_at: float
+    expires_at: float

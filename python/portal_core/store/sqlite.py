@@ -1,0 +1,575 @@
+"""The custodian store on SQLite (the standard library's ``sqlite3``): the embedded default.
+
+* WAL journal, ``synchronous=FULL`` (a committed transaction survives power loss), foreign
+  keys on, a busy timeout so that writers from other threads and processes wait their turn.
+* One connection per thread, so the store can be shared by threads; every change runs in a
+  ``BEGIN IMMEDIATE`` transaction (the write lock is taken first, so two read-check-write
+  sequences cannot interleave).
+* Schema migrations from :mod:`portal_core.store.migrations`, applied when the store opens.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from portal_core.exceptions import (
+    NoValidBackup,
+    WalletAlreadyExists,
+    WalletModificationInProgress,
+)
+from portal_core.store.base import LockRef, StoreError
+from portal_core.store.migrations import MIGRATIONS, Migration
+from portal_core.store.records import (
+    BackupMode,
+    BackupRecord,
+    ClientRecord,
+    EjectWindow,
+    LockRecord,
+    PairRecord,
+    PairStatus,
+    SigningShareRecord,
+    WalletRecord,
+)
+
+__all__ = ["SqliteStore"]
+
+_PAIR_COLUMNS = (
+    "pair_id, backup_id, wallet_id, method, curve, status, public_key, client_public_share, "
+    "custodian_public_share, sealed_custodian_share, created_at, completed_at"
+)
+_SIGNING_COLUMNS = (
+    "wallet_id, curve, share_id, public_key, client_public_share, custodian_public_share, "
+    "sealed_share, generation, updated_at"
+)
+
+
+def _pair(row: sqlite3.Row) -> PairRecord:
+    return PairRecord(
+        pair_id=row["pair_id"],
+        backup_id=row["backup_id"],
+        wallet_id=row["wallet_id"],
+        method=row["method"],
+        curve=row["curve"],
+        status=PairStatus(row["status"]),
+        public_key=row["public_key"],
+        client_public_share=row["client_public_share"],
+        custodian_public_share=row["custodian_public_share"],
+        sealed_custodian_share=row["sealed_custodian_share"],
+        created_at=row["created_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def _signing(row: sqlite3.Row) -> SigningShareRecord:
+    return SigningShareRecord(**{k: row[k] for k in row.keys()})
+
+
+def _backup(row: sqlite3.Row) -> BackupRecord:
+    return BackupRecord(
+        backup_id=row["backup_id"],
+        wallet_id=row["wallet_id"],
+        method=row["method"],
+        mode=BackupMode(row["mode"]),
+        created_at=row["created_at"],
+    )
+
+
+class SqliteStore:
+    """A :class:`~portal_core.store.base.CustodianStore` in one SQLite file.
+
+    ``path``: the database file (created if missing; its directory must exist).
+    ``timeout``: seconds a writer waits for another's transaction before failing.
+    ``checkpoint``: called with a step name between the statements of multi-statement
+    transactions; tests use it to crash a transaction half-way and check it rolls back.
+    ``migrations``: the schema history (tests pass a longer one to exercise an upgrade).
+
+    Raises:
+        StoreError: the file cannot be opened, or its schema is newer than this build.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 30.0,
+        checkpoint: Callable[[str], None] | None = None,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # Each thread has its own connection, and each in-memory connection its own
+            # database: the threads would not see each other's records.
+            raise ValueError("SqliteStore needs a file path (use a temporary file for tests)")
+        self.timeout = timeout
+        self._migrations = tuple(migrations)
+        self._checkpoint = checkpoint or (lambda _name: None)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        conn = self._conn()
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the store {self.path!r}: {e}") from None
+        if str(mode).lower() != "wal":
+            raise StoreError(f"the store {self.path!r} cannot use a WAL journal (got {mode!r})")
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, schema_version={self.schema_version})"
+
+    # -- connections, transactions, migrations --------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                # Autocommit mode (isolation_level=None): transactions are explicit BEGINs.
+                conn = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot open the store {self.path!r}: {e}") from None
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed if the block returns, rolled back if it raises."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(f"store transaction failed to start: {e}") from None
+        try:
+            yield conn
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"store transaction failed: {e}") from None
+        except BaseException:
+            # Also on a simulated crash (a BaseException): SQLite would roll an unfinished
+            # transaction back when the database is next opened; this does it now.
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"store transaction failed to commit: {e}") from None
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"store read failed: {e}") from None
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                "applied_at TEXT NOT NULL DEFAULT (datetime('now'))) STRICT"
+            )
+        while True:
+            # One migration per transaction, re-reading the version each time, so two
+            # processes opening a new file at once apply each migration once.
+            with self._tx() as conn:
+                current = conn.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+                ).fetchone()[0]
+                latest = self._migrations[-1].version
+                if current > latest:
+                    raise StoreError(
+                        f"the store {self.path!r} has schema version {current}, newer than "
+                        f"this build knows ({latest}): upgrade portal-core"
+                    )
+                if current == latest:
+                    return
+                migration = self._migrations[current]
+                for step in migration.steps:
+                    conn.execute(step)
+                conn.execute(
+                    "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                    (migration.version, migration.description),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._read("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+            self._closed = True
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _check_lock(conn: sqlite3.Connection, lock: LockRef) -> None:
+        client_id, owner = lock
+        row = conn.execute("SELECT owner FROM locks WHERE client_id = ?", (client_id,)).fetchone()
+        if row is None or row["owner"] != owner:
+            raise WalletModificationInProgress(
+                "this operation lost its lock on the wallet (it expired, and another backup or "
+                "recovery may have started): start again"
+            )
+
+    @staticmethod
+    def _release(conn: sqlite3.Connection, lock: LockRef | None) -> None:
+        if lock is not None:
+            conn.execute("DELETE FROM locks WHERE client_id = ? AND owner = ?", lock)
+
+    # -- clients and wallets -------------------------------------------------------------
+
+    def add_client(self, client_id: str, now: float) -> ClientRecord:
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM clients WHERE client_id = ?", (client_id,)).fetchone():
+                raise StoreError(f"client {client_id!r} already exists")
+            conn.execute(
+                "INSERT INTO clients (client_id, created_at) VALUES (?, ?)", (client_id, now)
+            )
+        return ClientRecord(client_id, now)
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        rows = self._read("SELECT * FROM clients WHERE client_id = ?", (client_id,))
+        return ClientRecord(rows[0]["client_id"], rows[0]["created_at"]) if rows else None
+
+    def add_wallet(
+        self, wallet: WalletRecord, shares: Sequence[SigningShareRecord], *, lock: LockRef
+    ) -> None:
+        with self._tx() as conn:
+            self._check_lock(conn, lock)
+            if conn.execute(
+                "SELECT 1 FROM wallets WHERE client_id = ?", (wallet.client_id,)
+            ).fetchone():
+                raise WalletAlreadyExists(f"client {wallet.client_id!r} already has a wallet")
+            conn.execute(
+                "INSERT INTO wallets (wallet_id, client_id, created_at, ejected_at) "
+                "VALUES (?, ?, ?, ?)",
+                (wallet.wallet_id, wallet.client_id, wallet.created_at, wallet.ejected_at),
+            )
+            for s in shares:
+                self._checkpoint("store.add_wallet.share")
+                conn.execute(
+                    f"INSERT INTO signing_shares ({_SIGNING_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        s.wallet_id,
+                        s.curve,
+                        s.share_id,
+                        s.public_key,
+                        s.client_public_share,
+                        s.custodian_public_share,
+                        s.sealed_share,
+                        s.generation,
+                        s.updated_at,
+                    ),
+                )
+            self._release(conn, lock)
+
+    def _wallet(self, where: str, arg: str) -> WalletRecord | None:
+        rows = self._read(f"SELECT * FROM wallets WHERE {where} = ?", (arg,))
+        if not rows:
+            return None
+        r = rows[0]
+        return WalletRecord(r["wallet_id"], r["client_id"], r["created_at"], r["ejected_at"])
+
+    def get_wallet(self, wallet_id: str) -> WalletRecord | None:
+        return self._wallet("wallet_id", wallet_id)
+
+    def wallet_for_client(self, client_id: str) -> WalletRecord | None:
+        return self._wallet("client_id", client_id)
+
+    def signing_shares(self, wallet_id: str) -> dict[str, SigningShareRecord]:
+        rows = self._read(
+            f"SELECT {_SIGNING_COLUMNS} FROM signing_shares WHERE wallet_id = ? ORDER BY curve",
+            (wallet_id,),
+        )
+        return {r["curve"]: _signing(r) for r in rows}
+
+    def replace_signing_shares(
+        self, wallet_id: str, shares: Sequence[SigningShareRecord], *, lock: LockRef
+    ) -> None:
+        with self._tx() as conn:
+            self._check_lock(conn, lock)
+            for s in shares:
+                self._checkpoint("store.replace_signing_shares.share")
+                cur = conn.execute(
+                    "UPDATE signing_shares SET share_id = ?, public_key = ?, "
+                    "client_public_share = ?, custodian_public_share = ?, sealed_share = ?, "
+                    "generation = ?, updated_at = ? WHERE wallet_id = ? AND curve = ?",
+                    (
+                        s.share_id,
+                        s.public_key,
+                        s.client_public_share,
+                        s.custodian_public_share,
+                        s.sealed_share,
+                        s.generation,
+                        s.updated_at,
+                        wallet_id,
+                        s.curve,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    raise StoreError(f"wallet {wallet_id!r} has no {s.curve} signing share")
+            self._release(conn, lock)
+
+    def mark_ejected(self, wallet_id: str, now: float) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE wallets SET ejected_at = ? WHERE wallet_id = ?", (now, wallet_id))
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def acquire_lock(
+        self, client_id: str, owner: str, operation: str, now: float, ttl: float
+    ) -> LockRecord:
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM locks WHERE client_id = ?", (client_id,)).fetchone()
+            if row is not None and row["owner"] != owner and row["expires_at"] > now:
+                raise WalletModificationInProgress(
+                    f"a {row['operation']} of this wallet is already in progress "
+                    f"(started {max(0.0, now - row['acquired_at']):.0f} s ago); try again when "
+                    "it has finished"
+                )
+            record = LockRecord(client_id, owner, operation, now, now + ttl)
+            conn.execute(
+                "INSERT INTO locks (client_id, owner, operation, acquired_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET owner = "
+                "excluded.owner, operation = excluded.operation, acquired_at = "
+                "excluded.acquired_at, expires_at = excluded.expires_at",
+                (client_id, owner, operation, now, now + ttl),
+            )
+        return record
+
+    def get_lock(self, client_id: str) -> LockRecord | None:
+        rows = self._read("SELECT * FROM locks WHERE client_id = ?", (client_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return LockRecord(
+            r["client_id"], r["owner"], r["operation"], r["acquired_at"], r["expires_at"]
+        )
+
+    def release_lock(self, client_id: str, owner: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "DELETE FROM locks WHERE client_id = ? AND owner = ?", (client_id, owner)
+            )
+            return cur.rowcount == 1
+
+    # -- backups -------------------------------------------------------------------------
+
+    def add_backup(
+        self, backup: BackupRecord, pairs: Sequence[PairRecord], *, lock: LockRef
+    ) -> list[PairRecord]:
+        with self._tx() as conn:
+            self._check_lock(conn, lock)
+            stale = [
+                _pair(r)
+                for r in conn.execute(
+                    f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE wallet_id = ? AND method = ? "
+                    "AND backup_id NOT IN (SELECT backup_id FROM backup_pairs WHERE wallet_id = ? "
+                    "AND method = ? AND status = 'completed')",
+                    (backup.wallet_id, backup.method, backup.wallet_id, backup.method),
+                )
+            ]
+            for backup_id in sorted({p.backup_id for p in stale}):
+                conn.execute("DELETE FROM backups WHERE backup_id = ?", (backup_id,))
+            conn.execute(
+                "INSERT INTO backups (backup_id, wallet_id, method, mode, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (backup.backup_id, backup.wallet_id, backup.method, backup.mode, backup.created_at),
+            )
+            for p in pairs:
+                self._checkpoint("store.add_backup.pair")
+                conn.execute(
+                    f"INSERT INTO backup_pairs ({_PAIR_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        p.pair_id,
+                        p.backup_id,
+                        p.wallet_id,
+                        p.method,
+                        p.curve,
+                        p.status,
+                        p.public_key,
+                        p.client_public_share,
+                        p.custodian_public_share,
+                        p.sealed_custodian_share,
+                        p.created_at,
+                        p.completed_at,
+                    ),
+                )
+        return stale
+
+    def get_backup(self, backup_id: str) -> BackupRecord | None:
+        rows = self._read("SELECT * FROM backups WHERE backup_id = ?", (backup_id,))
+        return _backup(rows[0]) if rows else None
+
+    def backup_pairs(self, backup_id: str) -> list[PairRecord]:
+        rows = self._read(
+            f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE backup_id = ? ORDER BY curve",
+            (backup_id,),
+        )
+        return [_pair(r) for r in rows]
+
+    def wallet_pairs(self, wallet_id: str) -> list[PairRecord]:
+        rows = self._read(
+            f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE wallet_id = ? "
+            "ORDER BY created_at, backup_id, curve",
+            (wallet_id,),
+        )
+        return [_pair(r) for r in rows]
+
+    def completed_backup(self, wallet_id: str, method: str) -> BackupRecord | None:
+        rows = self._read(
+            "SELECT * FROM backups WHERE backup_id IN (SELECT backup_id FROM backup_pairs "
+            "WHERE wallet_id = ? AND method = ? AND status = 'completed')",
+            (wallet_id, method),
+        )
+        if len(rows) > 1:  # the partial unique index makes this impossible
+            raise StoreError(f"wallet {wallet_id!r} has {len(rows)} completed {method} backups")
+        return _backup(rows[0]) if rows else None
+
+    @staticmethod
+    def _statuses(conn: sqlite3.Connection, backup_id: str) -> list[PairStatus]:
+        rows = conn.execute(
+            "SELECT status FROM backup_pairs WHERE backup_id = ?", (backup_id,)
+        ).fetchall()
+        if not rows:
+            raise NoValidBackup(f"no backup {backup_id!r} (never made, or replaced or discarded)")
+        return [PairStatus(r["status"]) for r in rows]
+
+    def _expect(
+        self, conn: sqlite3.Connection, backup_id: str, expect: Collection[PairStatus]
+    ) -> None:
+        for status in self._statuses(conn, backup_id):
+            if status not in expect:
+                wanted = " or ".join(str(s) for s in expect)
+                raise NoValidBackup(f"backup {backup_id!r} is at status {status}, not {wanted}")
+
+    def set_backup_status(
+        self,
+        backup_id: str,
+        status: PairStatus,
+        *,
+        expect: Collection[PairStatus],
+        release: LockRef | None = None,
+    ) -> None:
+        if status is PairStatus.COMPLETED:
+            raise ValueError("use complete_backup() to complete a backup")
+        with self._tx() as conn:
+            self._expect(conn, backup_id, expect)
+            conn.execute(
+                "UPDATE backup_pairs SET status = ? WHERE backup_id = ?", (status, backup_id)
+            )
+            self._release(conn, release)
+
+    def store_cipher_text(self, backup_id: str, cipher_text: bytes, now: float) -> None:
+        with self._tx() as conn:
+            self._expect(conn, backup_id, {PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY})
+            conn.execute(
+                "INSERT INTO cipher_texts (backup_id, cipher_text, stored_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (backup_id) DO UPDATE SET cipher_text = excluded.cipher_text, "
+                "stored_at = excluded.stored_at",
+                (backup_id, bytes(cipher_text), now),
+            )
+            self._checkpoint("store.store_cipher_text.status")
+            conn.execute(
+                "UPDATE backup_pairs SET status = ? WHERE backup_id = ?",
+                (PairStatus.STORED_CLIENT_BACKUP_SHARE, backup_id),
+            )
+
+    def cipher_text(self, backup_id: str) -> bytes | None:
+        rows = self._read("SELECT cipher_text FROM cipher_texts WHERE backup_id = ?", (backup_id,))
+        return bytes(rows[0]["cipher_text"]) if rows else None
+
+    def complete_backup(
+        self, backup_id: str, now: float, *, release: LockRef | None = None
+    ) -> list[PairRecord]:
+        with self._tx() as conn:
+            self._expect(conn, backup_id, {PairStatus.STORED_CLIENT_BACKUP_SHARE})
+            b = _backup(
+                conn.execute("SELECT * FROM backups WHERE backup_id = ?", (backup_id,)).fetchone()
+            )
+            if (
+                b.mode is BackupMode.CUSTODIAN
+                and not conn.execute(
+                    "SELECT 1 FROM cipher_texts WHERE backup_id = ?", (backup_id,)
+                ).fetchone()
+            ):
+                raise NoValidBackup(f"backup {backup_id!r} has no cipher text at the custodian")
+            replaced = [
+                _pair(r)
+                for r in conn.execute(
+                    f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE wallet_id = ? AND method = ? "
+                    "AND status = 'completed' AND backup_id != ?",
+                    (b.wallet_id, b.method, backup_id),
+                )
+            ]
+            for old in sorted({p.backup_id for p in replaced}):
+                conn.execute("DELETE FROM backups WHERE backup_id = ?", (old,))
+                self._checkpoint("store.complete_backup.deleted_old")
+            conn.execute(
+                "UPDATE backup_pairs SET status = 'completed', completed_at = ? "
+                "WHERE backup_id = ?",
+                (now, backup_id),
+            )
+            self._checkpoint("store.complete_backup.marked")
+            self._release(conn, release)
+        return replaced
+
+    def delete_backup(self, backup_id: str, *, unfinished_only: bool = True) -> list[PairRecord]:
+        with self._tx() as conn:
+            pairs = [
+                _pair(r)
+                for r in conn.execute(
+                    f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE backup_id = ?", (backup_id,)
+                )
+            ]
+            if unfinished_only and any(p.status is PairStatus.COMPLETED for p in pairs):
+                return []
+            conn.execute("DELETE FROM backups WHERE backup_id = ?", (backup_id,))
+        return pairs
+
+    # -- eject ---------------------------------------------------------------------------
+
+    def authorize_eject(self, wallet_id: str, now: float, expires_at: float) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO eject_windows (wallet_id, authorized_at, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (wallet_id) DO UPDATE SET authorized_at = excluded.authorized_at, "
+                "expires_at = excluded.expires_at",
+                (wallet_id, now, expires_at),
+            )
+
+    def take_eject_window(self, wallet_id: str) -> EjectWindow | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM eject_windows WHERE wallet_id = ?", (wallet_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            # Used or expired, the window is gone: a second eject needs a new authorisation.
+            conn.execute("DELETE FROM eject_windows WHERE wallet_id = ?", (wallet_id,))
+            return EjectWindow(row["wallet_id"], row["authorized_at"], row["expires_at"])

@@ -1,0 +1,485 @@
+"""The SQLite custodian store: schema and migrations, transactions, constraints, locks, threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+
+import pytest
+
+from portal_core.exceptions import (
+    NoValidBackup,
+    WalletAlreadyExists,
+    WalletModificationInProgress,
+)
+from portal_core.store import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    BackupMode,
+    BackupRecord,
+    CustodianStore,
+    Migration,
+    PairRecord,
+    PairStatus,
+    SigningShareRecord,
+    SqliteStore,
+    StoreError,
+    WalletRecord,
+)
+
+SEALED = b"sealed-blob-" + bytes(range(20))
+
+
+class Crash(BaseException):
+    """Stands for the process dying: a BaseException, so no ``except Exception`` cleans up."""
+
+
+@pytest.fixture
+def store(tmp_path):
+    with SqliteStore(tmp_path / "custodian.db") as s:
+        yield s
+
+
+def signing(wallet_id: str, curve: str, gen: int = 1) -> SigningShareRecord:
+    return SigningShareRecord(
+        wallet_id=wallet_id,
+        curve=curve,
+        share_id=f"{wallet_id}-{curve}-{gen}",
+        public_key=b"X" * 33,
+        client_public_share=b"C" * 33,
+        custodian_public_share=b"S" * 33,
+        sealed_share=SEALED,
+        generation=gen,
+        updated_at=1.0,
+    )
+
+
+def make_wallet(store: SqliteStore, client_id: str = "client-1", wallet_id: str = "w-1") -> str:
+    store.add_client(client_id, 1.0)
+    store.acquire_lock(client_id, "keygen", "key generation", 1.0, 60)
+    store.add_wallet(
+        WalletRecord(wallet_id, client_id, 1.0),
+        [signing(wallet_id, "SECP256K1"), signing(wallet_id, "ED25519")],
+        lock=(client_id, "keygen"),
+    )
+    return wallet_id
+
+
+def add_backup(
+    store: SqliteStore,
+    backup_id: str,
+    method: str = "PASSWORD",
+    *,
+    wallet_id: str = "w-1",
+    client_id: str = "client-1",
+    now: float = 2.0,
+) -> list[PairRecord]:
+    store.acquire_lock(client_id, backup_id, "backup", now, 60)
+    pairs = [
+        PairRecord(
+            pair_id=f"{backup_id}-{curve}",
+            backup_id=backup_id,
+            wallet_id=wallet_id,
+            method=method,
+            curve=curve,
+            status=PairStatus.INCOMPLETE,
+            public_key=b"X" * 33,
+            client_public_share=b"C" * 33,
+            custodian_public_share=b"S" * 33,
+            sealed_custodian_share=SEALED,
+            created_at=now,
+        )
+        for curve in ("ED25519", "SECP256K1")
+    ]
+    backup = BackupRecord(backup_id, wallet_id, method, BackupMode.CUSTODIAN, now)
+    store.add_backup(backup, pairs, lock=(client_id, backup_id))
+    return pairs
+
+
+def complete(store: SqliteStore, backup_id: str, client_id: str = "client-1") -> list[PairRecord]:
+    store.set_backup_status(
+        backup_id,
+        PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY,
+        expect={PairStatus.INCOMPLETE},
+    )
+    store.store_cipher_text(backup_id, b"cipher-" + backup_id.encode(), 3.0)
+    return store.complete_backup(backup_id, 4.0, release=(client_id, backup_id))
+
+
+def statuses(store: SqliteStore, backup_id: str) -> set[str]:
+    return {p.status for p in store.backup_pairs(backup_id)}
+
+
+# -- schema and migrations ---------------------------------------------------------------
+
+
+def test_new_store_is_at_the_latest_schema_in_wal_mode_with_foreign_keys(store, tmp_path):
+    assert isinstance(store, CustodianStore)
+    assert store.schema_version == LATEST_VERSION == MIGRATIONS[-1].version
+    conn = sqlite3.connect(tmp_path / "custodian.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    rows = conn.execute("SELECT version, description FROM schema_version").fetchall()
+    assert [r[0] for r in rows] == [m.version for m in MIGRATIONS]
+    conn.close()
+    assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_reopening_applies_nothing_twice(tmp_path):
+    path = tmp_path / "c.db"
+    SqliteStore(path).close()
+    with SqliteStore(path) as again:
+        assert again.schema_version == LATEST_VERSION
+        n = again._read("SELECT COUNT(*) FROM schema_version")[0][0]
+    assert n == len(MIGRATIONS)
+
+
+def test_a_later_migration_is_applied_in_order_on_open(tmp_path):
+    path = tmp_path / "c.db"
+    with SqliteStore(path) as s:
+        make_wallet(s)
+    extra = Migration(
+        LATEST_VERSION + 1,
+        "a test column",
+        ("ALTER TABLE wallets ADD COLUMN label TEXT", "UPDATE wallets SET label = 'migrated'"),
+    )
+    with SqliteStore(path, migrations=(*MIGRATIONS, extra)) as s:
+        assert s.schema_version == LATEST_VERSION + 1
+        assert s._read("SELECT label FROM wallets")[0][0] == "migrated"
+        assert s.get_wallet("w-1") is not None  # the records survived
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path):
+    path = tmp_path / "c.db"
+    SqliteStore(path).close()
+    bad = Migration(
+        LATEST_VERSION + 1,
+        "half good",
+        ("ALTER TABLE wallets ADD COLUMN label TEXT", "THIS IS NOT SQL"),
+    )
+    with pytest.raises(StoreError, match="syntax error"):
+        SqliteStore(path, migrations=(*MIGRATIONS, bad))
+    with SqliteStore(path) as s:
+        assert s.schema_version == LATEST_VERSION
+        columns = [r["name"] for r in s._read("PRAGMA table_info(wallets)")]
+        assert "label" not in columns  # the first step was rolled back with the second
+
+
+def test_a_schema_newer_than_the_build_is_refused(tmp_path):
+    path = tmp_path / "c.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'future')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99, newer than this build"):
+        SqliteStore(path)
+
+
+def test_in_memory_databases_are_refused():
+    with pytest.raises(ValueError, match="file path"):
+        SqliteStore(":memory:")
+
+
+def test_a_closed_store_refuses_calls(tmp_path):
+    s = SqliteStore(tmp_path / "c.db")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.get_client("x")
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+def test_wallet_with_signing_shares_round_trips(store):
+    make_wallet(store)
+    assert store.wallet_for_client("client-1") == WalletRecord("w-1", "client-1", 1.0)
+    shares = store.signing_shares("w-1")
+    assert sorted(shares) == ["ED25519", "SECP256K1"]
+    assert shares["SECP256K1"] == signing("w-1", "SECP256K1")
+    assert store.get_lock("client-1") is None  # add_wallet released the key generation lock
+
+
+def test_one_wallet_per_client(store):
+    make_wallet(store)
+    store.acquire_lock("client-1", "again", "key generation", 5.0, 60)
+    with pytest.raises(WalletAlreadyExists):
+        store.add_wallet(
+            WalletRecord("w-2", "client-1", 5.0),
+            [signing("w-2", "ED25519")],
+            lock=("client-1", "again"),
+        )
+    assert store.get_wallet("w-2") is None
+
+
+def test_duplicate_client_is_refused(store):
+    store.add_client("c", 1.0)
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_client("c", 2.0)
+
+
+def test_record_reprs_leave_out_sealed_blobs(store):
+    make_wallet(store)
+    pairs = add_backup(store, "b1")
+    for record in (store.signing_shares("w-1")["ED25519"], pairs[0]):
+        assert "sealed-blob" not in repr(record)
+
+
+def test_replace_signing_shares_is_one_transaction(tmp_path):
+    calls = []
+
+    def crash_on_second(name):
+        calls.append(name)
+        if calls.count("store.replace_signing_shares.share") == 2:
+            raise Crash(name)
+
+    with SqliteStore(tmp_path / "c.db", checkpoint=crash_on_second) as s:
+        make_wallet(s)
+        s.acquire_lock("client-1", "rec", "recovery", 5.0, 60)
+        new = [signing("w-1", "ED25519", 2), signing("w-1", "SECP256K1", 2)]
+        with pytest.raises(Crash):
+            s.replace_signing_shares("w-1", new, lock=("client-1", "rec"))
+        assert {r.generation for r in s.signing_shares("w-1").values()} == {1}
+        assert s.get_lock("client-1").owner == "rec"  # nothing of the transaction stayed
+        calls.clear()
+        s._checkpoint = lambda name: None
+        s.replace_signing_shares("w-1", new, lock=("client-1", "rec"))
+        assert {r.generation for r in s.signing_shares("w-1").values()} == {2}
+        assert s.get_lock("client-1") is None
+
+
+# -- backups and statuses ------------------------------------------------------------------
+
+
+def test_statuses_move_forward_only(store):
+    make_wallet(store)
+    add_backup(store, "b1")
+    assert statuses(store, "b1") == {PairStatus.INCOMPLETE}
+    with pytest.raises(NoValidBackup, match="status incomplete"):
+        store.store_cipher_text("b1", b"ct", 3.0)
+    with pytest.raises(NoValidBackup):
+        store.complete_backup("b1", 3.0)
+    store.set_backup_status(
+        "b1", PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY, expect={PairStatus.INCOMPLETE}
+    )
+    with pytest.raises(NoValidBackup, match="STORED_CLIENT_BACKUP_SHARE_KEY"):
+        store.set_backup_status(
+            "b1", PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY, expect={PairStatus.INCOMPLETE}
+        )
+    store.store_cipher_text("b1", b"ct", 3.0)
+    assert statuses(store, "b1") == {PairStatus.STORED_CLIENT_BACKUP_SHARE}
+    assert store.complete_backup("b1", 4.0, release=("client-1", "b1")) == []
+    assert statuses(store, "b1") == {PairStatus.COMPLETED}
+    assert store.completed_backup("w-1", "PASSWORD").backup_id == "b1"
+    assert store.get_lock("client-1") is None
+    with pytest.raises(ValueError, match="complete_backup"):
+        store.set_backup_status("b1", PairStatus.COMPLETED, expect={PairStatus.COMPLETED})
+
+
+def test_unknown_backup_is_no_valid_backup(store):
+    make_wallet(store)
+    with pytest.raises(NoValidBackup, match="no backup 'nope'"):
+        store.set_backup_status("nope", PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY, expect=set())
+
+
+def test_completing_replaces_the_methods_previous_backup_only(store):
+    make_wallet(store)
+    add_backup(store, "old")
+    complete(store, "old")
+    add_backup(store, "custom", "CUSTOM")
+    complete(store, "custom")
+    add_backup(store, "new")
+    # Until the new one completes, the old one is the method's backup.
+    assert store.completed_backup("w-1", "PASSWORD").backup_id == "old"
+    replaced = complete(store, "new")
+    assert {p.pair_id for p in replaced} == {"old-ED25519", "old-SECP256K1"}
+    assert store.completed_backup("w-1", "PASSWORD").backup_id == "new"
+    assert store.get_backup("old") is None and store.backup_pairs("old") == []
+    assert store.cipher_text("old") is None
+    assert store.completed_backup("w-1", "CUSTOM").backup_id == "custom"
+
+
+def test_a_crash_inside_completion_keeps_the_old_backup(tmp_path):
+    names = []
+
+    def crash_after_delete(name):
+        names.append(name)
+        if name == "store.complete_backup.deleted_old":
+            raise Crash(name)
+
+    path = tmp_path / "c.db"
+    with SqliteStore(path) as s:
+        make_wallet(s)
+        add_backup(s, "old")
+        complete(s, "old")
+        add_backup(s, "new")
+        s.set_backup_status(
+            "new", PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY, expect={PairStatus.INCOMPLETE}
+        )
+        s.store_cipher_text("new", b"ct", 3.0)
+    with SqliteStore(path, checkpoint=crash_after_delete) as s, pytest.raises(Crash):
+        s.complete_backup("new", 4.0)
+    with SqliteStore(path) as s:
+        assert s.completed_backup("w-1", "PASSWORD").backup_id == "old"
+        assert statuses(s, "old") == {PairStatus.COMPLETED}
+        assert statuses(s, "new") == {PairStatus.STORED_CLIENT_BACKUP_SHARE}
+        assert s.cipher_text("old") == b"cipher-old"
+    assert names == ["store.complete_backup.deleted_old"]
+
+
+def test_the_database_refuses_two_completed_pairs_per_method_and_curve(store):
+    make_wallet(store)
+    add_backup(store, "a")
+    complete(store, "a")
+    add_backup(store, "b")
+    with pytest.raises(StoreError, match="UNIQUE constraint failed"):
+        with store._tx() as conn:
+            conn.execute(
+                "UPDATE backup_pairs SET status = 'completed', completed_at = 1 "
+                "WHERE backup_id = 'b'"
+            )
+    assert statuses(store, "b") == {PairStatus.INCOMPLETE}
+
+
+def test_pairs_must_match_their_backups_wallet_and_method(store):
+    make_wallet(store)
+    add_backup(store, "a")
+    with pytest.raises(StoreError, match="FOREIGN KEY"):
+        with store._tx() as conn:
+            conn.execute("UPDATE backup_pairs SET method = 'CUSTOM' WHERE backup_id = 'a'")
+
+
+def test_a_new_backup_discards_unfinished_ones_of_its_method(store):
+    make_wallet(store)
+    add_backup(store, "done")
+    complete(store, "done")
+    add_backup(store, "left-by-a-crash")
+    store.release_lock("client-1", "left-by-a-crash")  # as if its lock had expired
+    add_backup(store, "other-method", "CUSTOM")
+    store.release_lock("client-1", "other-method")
+    store.acquire_lock("client-1", "next", "backup", 9.0, 60)
+    pairs = [
+        dataclasses.replace(p, pair_id=f"next-{p.curve}", backup_id="next")
+        for p in store.backup_pairs("left-by-a-crash")
+    ]
+    stale = store.add_backup(
+        BackupRecord("next", "w-1", "PASSWORD", BackupMode.CUSTODIAN, 9.0),
+        pairs,
+        lock=("client-1", "next"),
+    )
+    assert {p.backup_id for p in stale} == {"left-by-a-crash"}
+    assert store.get_backup("left-by-a-crash") is None
+    assert store.get_backup("done") is not None  # completed: kept
+    assert store.get_backup("other-method") is not None  # another method: kept
+
+
+def test_delete_backup_spares_completed_ones_unless_told(store):
+    make_wallet(store)
+    add_backup(store, "a")
+    complete(store, "a")
+    assert store.delete_backup("a") == []
+    assert store.get_backup("a") is not None
+    assert len(store.delete_backup("a", unfinished_only=False)) == 2
+    assert store.get_backup("a") is None
+
+
+def test_wallet_pairs_lists_every_status(store):
+    make_wallet(store)
+    add_backup(store, "a")
+    complete(store, "a")
+    add_backup(store, "b", "CUSTOM", now=5.0)
+    got = [(p.backup_id, p.status) for p in store.wallet_pairs("w-1")]
+    assert got == [
+        ("a", PairStatus.COMPLETED),
+        ("a", PairStatus.COMPLETED),
+        ("b", PairStatus.INCOMPLETE),
+        ("b", PairStatus.INCOMPLETE),
+    ]
+
+
+# -- locks -----------------------------------------------------------------------------------
+
+
+def test_lock_is_exclusive_until_released_or_expired(store):
+    make_wallet(store)
+    store.acquire_lock("client-1", "first", "PASSWORD backup", 10.0, 60)
+    with pytest.raises(WalletModificationInProgress, match="PASSWORD backup of this wallet"):
+        store.acquire_lock("client-1", "second", "recovery", 20.0, 60)
+    assert store.release_lock("client-1", "second") is False  # not its lock
+    # An abandoned lock (its owner crashed) is taken over once it expires.
+    taken = store.acquire_lock("client-1", "second", "recovery", 71.0, 60)
+    assert taken.owner == "second" and store.get_lock("client-1").owner == "second"
+    assert store.release_lock("client-1", "second") is True
+    assert store.get_lock("client-1") is None
+
+
+def test_a_call_whose_lock_was_taken_over_is_refused(store):
+    make_wallet(store)
+    store.acquire_lock("client-1", "slow", "backup", 10.0, 60)
+    store.acquire_lock("client-1", "fast", "backup", 100.0, 60)
+    with pytest.raises(WalletModificationInProgress, match="lost its lock"):
+        store.add_backup(
+            BackupRecord("slow", "w-1", "PASSWORD", BackupMode.CUSTODIAN, 100.0),
+            [],
+            lock=("client-1", "slow"),
+        )
+    assert store.get_backup("slow") is None
+
+
+def test_only_one_of_many_threads_gets_the_lock(tmp_path):
+    path = tmp_path / "c.db"
+    with SqliteStore(path) as s:
+        make_wallet(s)
+        barrier = threading.Barrier(8)
+        won, refused = [], []
+
+        def grab(i: int) -> None:
+            barrier.wait()
+            try:
+                s.acquire_lock("client-1", f"owner-{i}", "backup", 10.0, 60)
+                won.append(i)
+            except WalletModificationInProgress:
+                refused.append(i)
+
+        threads = [threading.Thread(target=grab, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1 and len(refused) == 7
+        assert s.get_lock("client-1").owner == f"owner-{won[0]}"
+
+
+def test_threads_write_concurrently_without_losing_records(tmp_path):
+    with SqliteStore(tmp_path / "c.db") as s:
+        errors = []
+
+        def work(t: int) -> None:
+            try:
+                for i in range(25):
+                    s.add_client(f"c-{t}-{i}", float(i))
+                    assert s.get_client(f"c-{t}-{i}") is not None
+            except Exception as e:  # surfaced below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert s._read("SELECT COUNT(*) FROM clients")[0][0] == 150
+
+
+# -- eject windows ---------------------------------------------------------------------------
+
+
+def test_an_eject_window_serves_one_eject(store):
+    make_wallet(store)
+    assert store.take_eject_window("w-1") is None
+    store.authorize_eject("w-1", 100.0, 400.0)
+    window = store.take_eject_window("w-1")
+    assert (window.authorized_at, window.expires_at) == (100.0, 400.0)
+    assert store.take_eject_window("w-1") is None
+    store.mark_ejected("w-1", 150.0)
+    assert store.get_wallet("w-1").ejected_at == 150.0
