@@ -46,8 +46,8 @@ _SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 # Why each method that this build cannot serve by itself is unavailable.
 _NOT_CONFIGURED = {
-    "PASSKEY": "it needs the passkey enclave (a key released after a WebAuthn assertion), "
-    "which is not configured on this client",
+    "PASSKEY": "it needs the passkey enclave (a key released after a WebAuthn assertion): "
+    "register_storage('PASSKEY', portal_core.enclave.passkey_storage(enclave, device, user))",
     "GDRIVE": "it needs a Google Drive key storage, which is not configured on this client",
     "ICLOUD": "it needs an iCloud key-value key storage (iOS only), which is not configured "
     "on this client",

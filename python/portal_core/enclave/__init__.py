@@ -1,0 +1,145 @@
+"""Server-side key release: passkey-gated keys (WebAuthn) and guess-limited PIN secrets.
+
+    from portal_core.enclave import PasskeyEnclave, PinVault, SqliteEnclaveStore
+    from portal_core.kms import Pkcs11Kms
+
+    kms = Pkcs11Kms.from_env()
+    store = SqliteEnclaveStore("custodian.db")      # may share the custodian store's file
+    enclave = PasskeyEnclave(kms, store, rp_id="example.com", rp_name="Example",
+                             origins=["https://example.com"])
+    options = enclave.begin_registration("user-1")  # -> navigator.credentials.create()
+    enclave.finish_registration("user-1", response)
+    options = enclave.begin_login("user-1")         # -> navigator.credentials.get()
+    key = enclave.finish_login_read("user-1", response)
+
+    vault = PinVault(kms, store)                    # SVR2-style, docs/vault.md
+    secret = vault.enroll(slot, access_key, max_tries=10)
+    secret = vault.release(slot, access_key)        # a wrong key spends one of the tries
+
+The passkey half needs the ``webauthn`` package (``pip install 'portal-core[enclave]'``);
+the vault half does not. Designs and threat models: ``docs/passkey.md``, ``docs/vault.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from portal_core.enclave._common import DEFAULT_SLOT, SealingKms
+from portal_core.enclave.errors import (
+    ChallengeRejected,
+    CredentialAlreadyRegistered,
+    CredentialNotOwned,
+    EnclaveError,
+    EnclaveStoreError,
+    KeyNotStored,
+    MalformedResponse,
+    NoCredentials,
+    OriginMismatch,
+    PrfOutputExposed,
+    PrfUnavailable,
+    RpIdMismatch,
+    SealedRecordInvalid,
+    SecretDestroyed,
+    SignCountNotIncreasing,
+    UnknownCredential,
+    UserPresenceMissing,
+    UserVerificationMissing,
+    VaultError,
+    VaultSlotExists,
+    VaultSlotNotFound,
+    VerificationFailed,
+    WrongAccessKey,
+)
+from portal_core.enclave.pin import PinParts, derive_key, stretch_pin
+from portal_core.enclave.records import (
+    Ceremony,
+    ChallengeRecord,
+    CredentialRecord,
+    KeyMode,
+    KeyRecord,
+    UserRecord,
+    VaultRecord,
+)
+from portal_core.enclave.sqlite import SqliteEnclaveStore
+from portal_core.enclave.store import EnclaveStore
+from portal_core.enclave.vault import DEFAULT_MAX_TRIES, PinVault, VaultStatus
+
+# Names whose modules import the webauthn package: loaded on first use, so that the vault
+# works without it.
+_LAZY = {
+    "SUPPORTED_ALGORITHMS": "portal_core.enclave.passkey",
+    "CredentialInfo": "portal_core.enclave.passkey",
+    "PasskeyEnclave": "portal_core.enclave.passkey",
+    "PasskeyDevice": "portal_core.enclave.client",
+    "PasskeyEnclaveApi": "portal_core.enclave.client",
+    "PasskeyKeyStorage": "portal_core.enclave.client",
+    "passkey_storage": "portal_core.enclave.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portal_core.enclave' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        if e.name != "webauthn" and not (e.name or "").startswith("webauthn."):
+            raise
+        raise ImportError(
+            f"portal_core.enclave.{name} needs the webauthn package: "
+            "pip install 'portal-core[enclave]'"
+        ) from e
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "DEFAULT_MAX_TRIES",
+    "DEFAULT_SLOT",
+    "SUPPORTED_ALGORITHMS",
+    "Ceremony",
+    "ChallengeRecord",
+    "ChallengeRejected",
+    "CredentialAlreadyRegistered",
+    "CredentialInfo",
+    "CredentialNotOwned",
+    "CredentialRecord",
+    "EnclaveError",
+    "EnclaveStore",
+    "EnclaveStoreError",
+    "KeyMode",
+    "KeyNotStored",
+    "KeyRecord",
+    "MalformedResponse",
+    "NoCredentials",
+    "OriginMismatch",
+    "PasskeyDevice",
+    "PasskeyEnclave",
+    "PasskeyEnclaveApi",
+    "PasskeyKeyStorage",
+    "PinParts",
+    "PinVault",
+    "PrfOutputExposed",
+    "PrfUnavailable",
+    "RpIdMismatch",
+    "SealedRecordInvalid",
+    "SealingKms",
+    "SecretDestroyed",
+    "SignCountNotIncreasing",
+    "SqliteEnclaveStore",
+    "UnknownCredential",
+    "UserPresenceMissing",
+    "UserRecord",
+    "UserVerificationMissing",
+    "VaultError",
+    "VaultRecord",
+    "VaultSlotExists",
+    "VaultSlotNotFound",
+    "VaultStatus",
+    "VerificationFailed",
+    "WrongAccessKey",
+    "derive_key",
+    "stretch_pin",
+]

@@ -1,0 +1,592 @@
+"""The enclave store on SQLite (the standard library's ``sqlite3``).
+
+* WAL journal, ``synchronous=FULL`` (a committed transaction, a spent vault try among
+  them, survives a crash or power loss), foreign keys on, ``secure_delete`` on (deleted
+  content is overwritten with zeros, not left in free pages), a busy timeout so writers
+  from other threads and processes wait their turn.
+* One connection per thread. Every change runs in a ``BEGIN IMMEDIATE`` transaction: the
+  write lock is taken before the first read, so read-check-write sequences (a challenge
+  taken, a vault try spent) cannot interleave, across threads or processes.
+* Its own tables, all named ``enclave_*``, and its own schema history in
+  ``enclave_schema_version``: it can share a database file with the custodian store
+  (:mod:`portal_core.store`) without touching that store's tables or migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from portal_core.enclave.errors import CredentialAlreadyRegistered, EnclaveStoreError
+from portal_core.enclave.records import (
+    Ceremony,
+    ChallengeRecord,
+    CredentialRecord,
+    KeyMode,
+    KeyRecord,
+    UserRecord,
+    VaultRecord,
+)
+
+__all__ = ["ENCLAVE_MIGRATIONS", "EnclaveMigration", "SqliteEnclaveStore"]
+
+
+@dataclass(frozen=True)
+class EnclaveMigration:
+    version: int
+    description: str
+    steps: tuple[str, ...]
+
+
+# Migrations are only ever appended; an applied one is never edited.
+ENCLAVE_MIGRATIONS: tuple[EnclaveMigration, ...] = (
+    EnclaveMigration(
+        1,
+        "enclave users, credentials, challenges, passkey-gated keys, vault records",
+        (
+            """CREATE TABLE enclave_users (
+                user_id      TEXT PRIMARY KEY,
+                user_handle  BLOB NOT NULL UNIQUE,
+                created_at   REAL NOT NULL
+            ) STRICT""",
+            """CREATE TABLE enclave_credentials (
+                credential_id   BLOB PRIMARY KEY,
+                user_id         TEXT NOT NULL
+                                REFERENCES enclave_users (user_id) ON DELETE CASCADE,
+                public_key      BLOB NOT NULL,
+                alg             INTEGER NOT NULL,
+                sign_count      INTEGER NOT NULL CHECK (sign_count >= 0),
+                aaguid          TEXT NOT NULL,
+                fmt             TEXT NOT NULL,
+                transports      TEXT NOT NULL,
+                backup_eligible INTEGER NOT NULL CHECK (backup_eligible IN (0, 1)),
+                backed_up       INTEGER NOT NULL CHECK (backed_up IN (0, 1)),
+                prf_salt        BLOB NOT NULL,
+                prf_enabled     INTEGER NOT NULL CHECK (prf_enabled IN (0, 1)),
+                created_at      REAL NOT NULL,
+                last_used_at    REAL,
+                UNIQUE (credential_id, user_id)
+            ) STRICT""",
+            "CREATE INDEX enclave_credentials_user ON enclave_credentials (user_id)",
+            """CREATE TABLE enclave_challenges (
+                challenge_hash  BLOB PRIMARY KEY,
+                user_id         TEXT NOT NULL,
+                ceremony        TEXT NOT NULL
+                                CHECK (ceremony IN ('registration', 'authentication')),
+                created_at      REAL NOT NULL,
+                expires_at      REAL NOT NULL
+            ) STRICT""",
+            "CREATE INDEX enclave_challenges_expiry ON enclave_challenges (expires_at)",
+            # The composite foreign key ties each key to a credential *of the same user*.
+            """CREATE TABLE enclave_keys (
+                user_id        TEXT NOT NULL,
+                credential_id  BLOB NOT NULL,
+                slot           TEXT NOT NULL,
+                mode           TEXT NOT NULL CHECK (mode IN ('server', 'prf')),
+                sealed         BLOB NOT NULL,
+                created_at     REAL NOT NULL,
+                updated_at     REAL NOT NULL,
+                PRIMARY KEY (user_id, credential_id, slot),
+                FOREIGN KEY (credential_id, user_id)
+                    REFERENCES enclave_credentials (credential_id, user_id) ON DELETE CASCADE
+            ) STRICT""",
+            "CREATE INDEX enclave_keys_slot ON enclave_keys (user_id, slot)",
+            """CREATE TABLE enclave_vault (
+                slot          TEXT PRIMARY KEY,
+                sealed        BLOB,
+                tries_left    INTEGER NOT NULL CHECK (tries_left >= 0),
+                max_tries     INTEGER NOT NULL CHECK (max_tries BETWEEN 1 AND 255),
+                generation    INTEGER NOT NULL CHECK (generation >= 1),
+                created_at    REAL NOT NULL,
+                updated_at    REAL NOT NULL,
+                destroyed_at  REAL,
+                CHECK (tries_left <= max_tries),
+                CHECK ((sealed IS NULL) = (destroyed_at IS NOT NULL))
+            ) STRICT""",
+        ),
+    ),
+)
+
+assert [m.version for m in ENCLAVE_MIGRATIONS] == list(range(1, len(ENCLAVE_MIGRATIONS) + 1))
+
+_CREDENTIAL_COLUMNS = (
+    "credential_id, user_id, public_key, alg, sign_count, aaguid, fmt, transports, "
+    "backup_eligible, backed_up, prf_salt, prf_enabled, created_at, last_used_at"
+)
+_VAULT_COLUMNS = (
+    "slot, sealed, tries_left, max_tries, generation, created_at, updated_at, destroyed_at"
+)
+
+
+def _credential(row: sqlite3.Row) -> CredentialRecord:
+    return CredentialRecord(
+        credential_id=row["credential_id"],
+        user_id=row["user_id"],
+        public_key=row["public_key"],
+        alg=row["alg"],
+        sign_count=row["sign_count"],
+        aaguid=row["aaguid"],
+        fmt=row["fmt"],
+        transports=tuple(json.loads(row["transports"])),
+        backup_eligible=bool(row["backup_eligible"]),
+        backed_up=bool(row["backed_up"]),
+        prf_salt=row["prf_salt"],
+        prf_enabled=bool(row["prf_enabled"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def _vault(row: sqlite3.Row) -> VaultRecord:
+    return VaultRecord(**{k: row[k] for k in row.keys()})
+
+
+def _key(row: sqlite3.Row) -> KeyRecord:
+    return KeyRecord(
+        user_id=row["user_id"],
+        credential_id=row["credential_id"],
+        slot=row["slot"],
+        mode=KeyMode(row["mode"]),
+        sealed=row["sealed"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class SqliteEnclaveStore:
+    """An :class:`~portal_core.enclave.store.EnclaveStore` in one SQLite file.
+
+    ``path``: the database file (created if missing; it may be the custodian store's
+    file). ``timeout``: seconds a writer waits for another's transaction before failing.
+    ``migrations``: the schema history (tests pass a longer one to exercise an upgrade).
+
+    Raises:
+        EnclaveStoreError: the file cannot be opened, or its enclave schema is newer than
+            this build.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 30.0,
+        migrations: Sequence[EnclaveMigration] = ENCLAVE_MIGRATIONS,
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # Each thread has its own connection, and an in-memory database is private to
+            # its connection: the threads would not see each other's challenges or tries.
+            raise ValueError("SqliteEnclaveStore needs a file path")
+        if not isinstance(timeout, int | float) or timeout < 0:
+            raise ValueError("timeout must be a number >= 0")
+        self.timeout = float(timeout)
+        self._migrations = tuple(migrations)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        conn = self._conn()
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.Error as e:
+            raise EnclaveStoreError(f"cannot open the enclave store {self.path!r}: {e}") from None
+        if str(mode).lower() != "wal":
+            raise EnclaveStoreError(
+                f"the enclave store {self.path!r} cannot use a WAL journal (got {mode!r})"
+            )
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"SqliteEnclaveStore({self.path!r})"
+
+    # -- connections, transactions, migrations --------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise EnclaveStoreError("the enclave store is closed")
+        if os.getpid() != self._pid:
+            # A connection must not cross a fork (SQLite's locks are per process): a child
+            # starts with connections of its own.
+            self._local = threading.local()
+            self._all = []
+            self._all_lock = threading.Lock()
+            self._pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                # Autocommit mode (isolation_level=None): transactions are explicit BEGINs.
+                conn = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA secure_delete = ON")
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            except sqlite3.Error as e:
+                raise EnclaveStoreError(
+                    f"cannot open the enclave store {self.path!r}: {e}"
+                ) from None
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed (and synced) if the block returns, rolled back if
+        it raises."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise EnclaveStoreError(f"enclave store transaction failed to start: {e}") from None
+        try:
+            yield conn
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise EnclaveStoreError(f"enclave store transaction failed: {e}") from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise EnclaveStoreError(f"enclave store transaction failed to commit: {e}") from None
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise EnclaveStoreError(f"enclave store read failed: {e}") from None
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS enclave_schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                "applied_at TEXT NOT NULL DEFAULT (datetime('now'))) STRICT"
+            )
+        while True:
+            # One migration per transaction, the version read again each time, so two
+            # processes opening a new file at once apply each migration once.
+            with self._tx() as conn:
+                current = conn.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM enclave_schema_version"
+                ).fetchone()[0]
+                latest = self._migrations[-1].version
+                if current > latest:
+                    raise EnclaveStoreError(
+                        f"the enclave store {self.path!r} has schema version {current}, newer "
+                        f"than this build knows ({latest}): upgrade portal-core"
+                    )
+                if current == latest:
+                    return
+                migration = self._migrations[current]
+                for step in migration.steps:
+                    conn.execute(step)
+                conn.execute(
+                    "INSERT INTO enclave_schema_version (version, description) VALUES (?, ?)",
+                    (migration.version, migration.description),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        rows = self._read("SELECT COALESCE(MAX(version), 0) FROM enclave_schema_version")
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+            self._closed = True
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> SqliteEnclaveStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scrub_journal(self) -> None:
+        """Best effort, after a secret was deleted: copy the WAL into the database file and
+        truncate the WAL, so the old page images that held the secret leave both files
+        (``secure_delete`` already zeroed it in the new ones). Another connection reading
+        at this moment can keep the WAL from being truncated; the next scrub gets it."""
+        with suppress(sqlite3.Error):
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    # -- users ----------------------------------------------------------------------------
+
+    def ensure_user(self, user_id: str, user_handle: bytes, now: float) -> UserRecord:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO enclave_users (user_id, user_handle, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO NOTHING",
+                (user_id, user_handle, now),
+            )
+            row = conn.execute(
+                "SELECT user_id, user_handle, created_at FROM enclave_users WHERE user_id = ?",
+                (user_id,),
+            ).fetchone()
+        return UserRecord(row["user_id"], row["user_handle"], row["created_at"])
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        rows = self._read(
+            "SELECT user_id, user_handle, created_at FROM enclave_users WHERE user_id = ?",
+            (user_id,),
+        )
+        return UserRecord(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    # -- challenges -----------------------------------------------------------------------
+
+    def add_challenge(self, record: ChallengeRecord, *, purge_before: float) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM enclave_challenges WHERE expires_at < ?", (purge_before,))
+            conn.execute(
+                "INSERT INTO enclave_challenges "
+                "(challenge_hash, user_id, ceremony, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.challenge_hash,
+                    record.user_id,
+                    record.ceremony.value,
+                    record.created_at,
+                    record.expires_at,
+                ),
+            )
+
+    def take_challenge(self, challenge_hash: bytes) -> ChallengeRecord | None:
+        # One DELETE ... RETURNING under the write lock: of two finishes racing for the
+        # same challenge, exactly one gets the row.
+        with self._tx() as conn:
+            row = conn.execute(
+                "DELETE FROM enclave_challenges WHERE challenge_hash = ? "
+                "RETURNING challenge_hash, user_id, ceremony, created_at, expires_at",
+                (challenge_hash,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ChallengeRecord(
+            challenge_hash=row["challenge_hash"],
+            user_id=row["user_id"],
+            ceremony=Ceremony(row["ceremony"]),
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+        )
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def add_credential(self, record: CredentialRecord) -> None:
+        with self._tx() as conn:
+            if conn.execute(
+                "SELECT 1 FROM enclave_credentials WHERE credential_id = ?",
+                (record.credential_id,),
+            ).fetchone():
+                raise CredentialAlreadyRegistered(
+                    "this credential id is already registered; a credential is registered "
+                    "once, to one user"
+                )
+            conn.execute(
+                f"INSERT INTO enclave_credentials ({_CREDENTIAL_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.credential_id,
+                    record.user_id,
+                    record.public_key,
+                    record.alg,
+                    record.sign_count,
+                    record.aaguid,
+                    record.fmt,
+                    json.dumps(list(record.transports)),
+                    int(record.backup_eligible),
+                    int(record.backed_up),
+                    record.prf_salt,
+                    int(record.prf_enabled),
+                    record.created_at,
+                    record.last_used_at,
+                ),
+            )
+
+    def get_credential(self, credential_id: bytes) -> CredentialRecord | None:
+        rows = self._read(
+            f"SELECT {_CREDENTIAL_COLUMNS} FROM enclave_credentials WHERE credential_id = ?",
+            (credential_id,),
+        )
+        return _credential(rows[0]) if rows else None
+
+    def list_credentials(self, user_id: str) -> list[CredentialRecord]:
+        rows = self._read(
+            f"SELECT {_CREDENTIAL_COLUMNS} FROM enclave_credentials WHERE user_id = ? "
+            "ORDER BY created_at, credential_id",
+            (user_id,),
+        )
+        return [_credential(r) for r in rows]
+
+    def update_sign_count(
+        self, credential_id: bytes, *, expected: int, new: int, backed_up: bool, now: float
+    ) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE enclave_credentials SET sign_count = ?, backed_up = ?, last_used_at = ? "
+                "WHERE credential_id = ? AND sign_count = ?",
+                (new, int(backed_up), now, credential_id, expected),
+            )
+            return cur.rowcount == 1
+
+    def delete_credential(self, user_id: str, credential_id: bytes) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "DELETE FROM enclave_credentials WHERE credential_id = ? AND user_id = ?",
+                (credential_id, user_id),
+            )
+            deleted = cur.rowcount == 1
+        if deleted:
+            self._scrub_journal()
+        return deleted
+
+    # -- passkey-gated keys ---------------------------------------------------------------
+
+    def put_key(self, record: KeyRecord) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO enclave_keys "
+                "(user_id, credential_id, slot, mode, sealed, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (user_id, credential_id, slot) DO UPDATE SET "
+                "mode = excluded.mode, sealed = excluded.sealed, updated_at = excluded.updated_at",
+                (
+                    record.user_id,
+                    record.credential_id,
+                    record.slot,
+                    record.mode.value,
+                    record.sealed,
+                    record.created_at,
+                    record.updated_at,
+                ),
+            )
+
+    def get_key(self, user_id: str, credential_id: bytes, slot: str) -> KeyRecord | None:
+        rows = self._read(
+            "SELECT user_id, credential_id, slot, mode, sealed, created_at, updated_at "
+            "FROM enclave_keys WHERE user_id = ? AND credential_id = ? AND slot = ?",
+            (user_id, credential_id, slot),
+        )
+        return _key(rows[0]) if rows else None
+
+    def delete_keys(self, user_id: str, slot: str) -> int:
+        with self._tx() as conn:
+            count = conn.execute(
+                "DELETE FROM enclave_keys WHERE user_id = ? AND slot = ?", (user_id, slot)
+            ).rowcount
+        if count:
+            self._scrub_journal()
+        return count
+
+    # -- the guess-limited vault ----------------------------------------------------------
+
+    def vault_create(self, record: VaultRecord) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"INSERT INTO enclave_vault ({_VAULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (slot) DO NOTHING",
+                (
+                    record.slot,
+                    record.sealed,
+                    record.tries_left,
+                    record.max_tries,
+                    record.generation,
+                    record.created_at,
+                    record.updated_at,
+                    record.destroyed_at,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def vault_get(self, slot: str) -> VaultRecord | None:
+        rows = self._read(f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,))
+        return _vault(rows[0]) if rows else None
+
+    def vault_take_try(self, slot: str, now: float) -> VaultRecord | None:
+        destroyed = False
+        # BEGIN IMMEDIATE takes the write lock before the read: concurrent tries, from any
+        # thread or process, run one after another, each seeing the previous decrement.
+        with self._tx() as conn:
+            row = conn.execute(
+                f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,)
+            ).fetchone()
+            if row is None or row["sealed"] is None:
+                return None if row is None else _vault(row)
+            if row["tries_left"] <= 0:
+                # The last try was spent and never evaluated (a crash, or a concurrent
+                # evaluation still running): nothing may be released any more.
+                conn.execute(
+                    "UPDATE enclave_vault SET sealed = NULL, destroyed_at = ?, updated_at = ? "
+                    "WHERE slot = ?",
+                    (now, now, slot),
+                )
+                destroyed = True
+            else:
+                conn.execute(
+                    "UPDATE enclave_vault SET tries_left = tries_left - 1, updated_at = ? "
+                    "WHERE slot = ?",
+                    (now, slot),
+                )
+            row = conn.execute(
+                f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,)
+            ).fetchone()
+        if destroyed:
+            self._scrub_journal()
+        return _vault(row)
+
+    def vault_reset_tries(self, slot: str, generation: int, now: float) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE enclave_vault SET tries_left = max_tries, updated_at = ? "
+                "WHERE slot = ? AND generation = ? AND sealed IS NOT NULL",
+                (now, slot, generation),
+            )
+            return cur.rowcount == 1
+
+    def vault_destroy(self, slot: str, generation: int, now: float) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE enclave_vault SET sealed = NULL, tries_left = 0, destroyed_at = ?, "
+                "updated_at = ? WHERE slot = ? AND generation = ? AND sealed IS NOT NULL",
+                (now, now, slot, generation),
+            )
+            done = cur.rowcount == 1
+        if done:
+            self._scrub_journal()
+        return done
+
+    def vault_replace(
+        self, slot: str, generation: int, sealed: bytes, max_tries: int, now: float
+    ) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE enclave_vault SET sealed = ?, tries_left = ?, max_tries = ?, "
+                "generation = generation + 1, updated_at = ? "
+                "WHERE slot = ? AND generation = ? AND sealed IS NOT NULL",
+                (sealed, max_tries, max_tries, now, slot, generation),
+            )
+            done = cur.rowcount == 1
+        if done:
+            self._scrub_journal()
+        return done
+
+    def vault_delete(self, slot: str) -> bool:
+        with self._tx() as conn:
+            done = conn.execute("DELETE FROM enclave_vault WHERE slot = ?", (slot,)).rowcount == 1
+        if done:
+            self._scrub_journal()
+        return done

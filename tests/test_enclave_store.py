@@ -1,0 +1,275 @@
+"""SqliteEnclaveStore: its own versioned schema beside the custodian store's, atomic
+challenge taking, compare-and-set counters, vault records and their constraints."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from portal_core.enclave import (
+    Ceremony,
+    ChallengeRecord,
+    CredentialAlreadyRegistered,
+    CredentialRecord,
+    EnclaveStore,
+    EnclaveStoreError,
+    KeyMode,
+    KeyRecord,
+    SqliteEnclaveStore,
+    VaultRecord,
+)
+from portal_core.enclave.sqlite import ENCLAVE_MIGRATIONS, EnclaveMigration
+from portal_core.store import SqliteStore
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with SqliteEnclaveStore(tmp_path / "enclave.db") as s:
+        yield s
+
+
+def credential(user: str = "alice", cid: bytes = b"cred-1", count: int = 0) -> CredentialRecord:
+    return CredentialRecord(
+        credential_id=cid,
+        user_id=user,
+        public_key=b"cose",
+        alg=-7,
+        sign_count=count,
+        aaguid="00000000-0000-0000-0000-000000000000",
+        fmt="none",
+        transports=("internal", "hybrid"),
+        backup_eligible=True,
+        backed_up=False,
+        prf_salt=b"s" * 32,
+        prf_enabled=True,
+        created_at=NOW,
+    )
+
+
+def vault_record(slot: str = "s", tries: int = 3, sealed: bytes = b"sealed") -> VaultRecord:
+    return VaultRecord(
+        slot=slot,
+        sealed=sealed,
+        tries_left=tries,
+        max_tries=tries,
+        generation=1,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+def test_schema(store: SqliteEnclaveStore) -> None:
+    assert isinstance(store, EnclaveStore)
+    assert store.schema_version == len(ENCLAVE_MIGRATIONS) == 1
+    with sqlite3.connect(store.path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert tables == {
+        "enclave_schema_version",
+        "enclave_users",
+        "enclave_credentials",
+        "enclave_challenges",
+        "enclave_keys",
+        "enclave_vault",
+    }
+    assert mode == "wal"
+
+
+@pytest.mark.parametrize("enclave_first", [True, False])
+def test_shares_a_file_with_the_custodian_store(tmp_path: Path, enclave_first: bool) -> None:
+    path = tmp_path / "custodian.db"
+    opened = []
+    for make in (SqliteEnclaveStore, SqliteStore)[:: 1 if enclave_first else -1]:
+        opened.append(make(path))
+    for s in opened:
+        s.close()
+    # Both open again over the same file, each at its own version, neither disturbed.
+    with SqliteStore(path) as custodian, SqliteEnclaveStore(path) as enclave:
+        assert enclave.schema_version == 1
+        assert custodian.schema_version >= 1
+        custodian.add_client("c-1", NOW)
+        enclave.ensure_user("c-1", b"h" * 32, NOW)
+        assert custodian.get_client("c-1") is not None
+        assert enclave.get_user("c-1").user_handle == b"h" * 32
+
+
+def test_newer_schema_is_refused(store: SqliteEnclaveStore) -> None:
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("INSERT INTO enclave_schema_version (version, description) VALUES (9, 'x')")
+    with pytest.raises(EnclaveStoreError, match="newer than this build"):
+        SqliteEnclaveStore(store.path)
+
+
+def test_upgrade_applies_new_migrations(store: SqliteEnclaveStore) -> None:
+    store.vault_create(vault_record())
+    longer = (
+        *ENCLAVE_MIGRATIONS,
+        EnclaveMigration(2, "an extra table", ("CREATE TABLE enclave_extra (x INTEGER) STRICT",)),
+    )
+    with SqliteEnclaveStore(store.path, migrations=longer) as upgraded:
+        assert upgraded.schema_version == 2
+        assert upgraded.vault_get("s") is not None  # records survive the upgrade
+
+
+def test_bad_paths_and_closed_store(store: SqliteEnclaveStore) -> None:
+    with pytest.raises(ValueError):
+        SqliteEnclaveStore(":memory:")
+    store.close()
+    with pytest.raises(EnclaveStoreError, match="closed"):
+        store.vault_get("s")
+
+
+# -- users, challenges, credentials, keys -----------------------------------------------------
+
+
+def test_users_keep_their_handle(store: SqliteEnclaveStore) -> None:
+    first = store.ensure_user("alice", b"a" * 32, NOW)
+    again = store.ensure_user("alice", b"b" * 32, NOW + 1)
+    assert first == again
+    assert store.get_user("bob") is None
+
+
+def test_challenges_are_taken_once(store: SqliteEnclaveStore) -> None:
+    record = ChallengeRecord(b"h" * 32, "alice", Ceremony.AUTHENTICATION, NOW, NOW + 300)
+    store.add_challenge(record, purge_before=NOW)
+    taken: list[object] = []
+    barrier = threading.Barrier(12)
+
+    def take() -> None:
+        barrier.wait()
+        taken.append(store.take_challenge(b"h" * 32))
+
+    threads = [threading.Thread(target=take) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [t for t in taken if t is not None] == [record]
+    assert taken.count(None) == 11
+
+
+def test_expired_challenges_are_purged(store: SqliteEnclaveStore) -> None:
+    old = ChallengeRecord(b"o" * 32, "alice", Ceremony.REGISTRATION, NOW, NOW + 300)
+    store.add_challenge(old, purge_before=NOW)
+    new = ChallengeRecord(b"n" * 32, "alice", Ceremony.REGISTRATION, NOW + 400, NOW + 700)
+    store.add_challenge(new, purge_before=NOW + 400)
+    assert store.take_challenge(b"o" * 32) is None
+    assert store.take_challenge(b"n" * 32) == new
+
+
+def test_credentials(store: SqliteEnclaveStore) -> None:
+    store.ensure_user("alice", b"a" * 32, NOW)
+    store.ensure_user("bob", b"b" * 32, NOW)
+    store.add_credential(credential())
+    with pytest.raises(CredentialAlreadyRegistered):
+        store.add_credential(credential(user="bob"))
+    assert store.get_credential(b"cred-1") == credential()
+    assert store.list_credentials("alice") == [credential()]
+    assert store.list_credentials("bob") == []
+
+
+def test_sign_count_compare_and_set(store: SqliteEnclaveStore) -> None:
+    store.ensure_user("alice", b"a" * 32, NOW)
+    store.add_credential(credential(count=4))
+    assert store.update_sign_count(b"cred-1", expected=4, new=5, backed_up=True, now=NOW)
+    assert not store.update_sign_count(b"cred-1", expected=4, new=6, backed_up=True, now=NOW)
+    updated = store.get_credential(b"cred-1")
+    assert (updated.sign_count, updated.backed_up, updated.last_used_at) == (5, True, NOW)
+
+
+def test_keys_belong_to_the_credentials_user(store: SqliteEnclaveStore) -> None:
+    store.ensure_user("alice", b"a" * 32, NOW)
+    store.ensure_user("bob", b"b" * 32, NOW)
+    store.add_credential(credential())
+    key = KeyRecord("alice", b"cred-1", "slot", KeyMode.SERVER, b"sealed", NOW, NOW)
+    store.put_key(key)
+    assert store.get_key("alice", b"cred-1", "slot") == key
+    # A key of Bob's under Alice's credential cannot even be stored.
+    with pytest.raises(EnclaveStoreError, match="FOREIGN KEY"):
+        store.put_key(KeyRecord("bob", b"cred-1", "slot", KeyMode.SERVER, b"x", NOW, NOW))
+    # Replacing keeps the creation time.
+    store.put_key(KeyRecord("alice", b"cred-1", "slot", KeyMode.PRF, b"new", NOW + 5, NOW + 5))
+    replaced = store.get_key("alice", b"cred-1", "slot")
+    assert (replaced.sealed, replaced.mode, replaced.created_at) == (b"new", KeyMode.PRF, NOW)
+    # Deleting the credential deletes its keys.
+    assert store.delete_credential("alice", b"cred-1")
+    assert store.get_key("alice", b"cred-1", "slot") is None
+    assert "sealed=" not in repr(key)
+
+
+# -- vault records ------------------------------------------------------------------------------
+
+
+def test_vault_take_try(store: SqliteEnclaveStore) -> None:
+    assert store.vault_take_try("missing", NOW) is None
+    assert store.vault_create(vault_record(tries=2))
+    assert not store.vault_create(vault_record(tries=9))  # never overwritten
+    assert store.vault_take_try("s", NOW).tries_left == 1
+    assert store.vault_take_try("s", NOW).tries_left == 0
+    # No tries left (the last one was never evaluated): the secret goes on the next touch.
+    destroyed = store.vault_take_try("s", NOW + 1)
+    assert destroyed.destroyed and destroyed.destroyed_at == NOW + 1
+    assert store.vault_take_try("s", NOW + 2) == destroyed
+
+
+def test_vault_updates_compare_the_generation(store: SqliteEnclaveStore) -> None:
+    store.vault_create(vault_record(tries=3))
+    store.vault_take_try("s", NOW)
+    assert not store.vault_reset_tries("s", 2, NOW)
+    assert store.vault_reset_tries("s", 1, NOW)
+    assert store.vault_get("s").tries_left == 3
+    assert not store.vault_replace("s", 2, b"new", 5, NOW)
+    assert store.vault_replace("s", 1, b"new", 5, NOW)
+    record = store.vault_get("s")
+    assert (record.generation, record.sealed, record.tries_left, record.max_tries) == (
+        2,
+        b"new",
+        5,
+        5,
+    )
+    assert not store.vault_destroy("s", 1, NOW)
+    assert store.vault_destroy("s", 2, NOW)
+    assert not store.vault_reset_tries("s", 2, NOW)  # a destroyed record stays destroyed
+    assert not store.vault_replace("s", 2, b"again", 5, NOW)
+    assert store.vault_delete("s")
+    assert not store.vault_delete("s")
+
+
+def test_vault_constraints(store: SqliteEnclaveStore) -> None:
+    bad = [
+        VaultRecord("a", b"x", 5, 3, 1, NOW, NOW),  # more tries left than allowed
+        VaultRecord("b", b"x", 3, 256, 1, NOW, NOW),  # limit above 255
+        VaultRecord("c", None, 3, 3, 1, NOW, NOW),  # no secret, yet not marked destroyed
+        VaultRecord("d", b"x", 3, 3, 0, NOW, NOW),  # generation 0
+    ]
+    for record in bad:
+        with pytest.raises(EnclaveStoreError, match="CHECK"):
+            store.vault_create(record)
+
+
+@pytest.mark.parametrize("how", ["destroy", "delete"])
+def test_deleted_secrets_leave_the_files(store: SqliteEnclaveStore, how: str) -> None:
+    # secure_delete zeroes the freed space in the new page images, and the checkpoint
+    # that follows truncates the journal holding the old ones.
+    marker = os.urandom(48)
+    store.vault_create(vault_record(sealed=marker))
+    store.vault_create(vault_record(slot="other", sealed=os.urandom(48)))
+    if how == "destroy":
+        assert store.vault_destroy("s", 1, NOW)
+    else:
+        assert store.vault_delete("s")
+    data = Path(store.path).read_bytes()
+    wal = Path(f"{store.path}-wal")
+    if wal.exists():
+        data += wal.read_bytes()
+    assert marker not in data
+    assert store.vault_get("other") is not None
