@@ -4,6 +4,8 @@
 
 Each group holds one ``side = "portal"`` and one ``side = "peer"`` benchmark;
 ratio = peer median / portal median, so above 1 means portal is faster. A group
+with a portal side only and no target (nothing to compare with) is reported as
+a throughput figure, "no peer". A group
 whose portal side carries a ``target`` is met when the ratio reaches it.
 Benchmarks never gate: the exit status is always 0.
 """
@@ -33,6 +35,8 @@ class Row:
 
     @property
     def status(self) -> str:
+        if self.portal is not None and self.peer is None and self.target is None:
+            return "no peer"
         if self.ratio is None:
             return "incomplete"
         if self.target is None:
@@ -104,10 +108,11 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def summary(rows: list[Row]) -> str:
-    count = {s: sum(r.status == s for r in rows) for s in ("met", "MISSED", "info", "incomplete")}
+    statuses = ("met", "MISSED", "info", "no peer", "incomplete")
+    count = {s: sum(r.status == s for r in rows) for s in statuses}
     with_target = count["met"] + count["MISSED"]
     text = f"targets: {count['met']} of {with_target} met, {count['MISSED']} missed"
-    text += f"; {count['info']} informative"
+    text += f"; {count['info']} informative; {count['no peer']} without a peer"
     if count["incomplete"]:
         text += f"; {count['incomplete']} incomplete (a side is missing)"
     return text

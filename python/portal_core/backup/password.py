@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 
 from portal_core import kdf
 from portal_core.backup.methods import KeyBinding, MethodKey
+from portal_core.enclave.pin import PinParts, derive_key, stretch_pin
 from portal_core.exceptions import (
     DecryptFailed,
     PasswordRequired,
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 SALT_LEN = 16
-_VAULT_INFO = b"portal-core PASSWORD backup key v1: Argon2id encryption half || vault secret"
 # Bounds on parameters read back from a cipher text, whose header anyone could have edited:
 # a forged header must not make a recovery allocate gigabytes or run for hours.
 _MAX_MEMORY_KIB = 1024 * 1024
@@ -240,7 +240,7 @@ class PasswordMethod:
         if new:
             self.policy.check(self._password, vault=self.vault is not None)
 
-    def _stretch(self, salt: bytes, params: Argon2Params, length: int) -> bytes:
+    def _stretch(self, salt: bytes, params: Argon2Params) -> bytes:
         assert self._password is not None
         # NFC, so that the same password typed on two systems that compose accents
         # differently derives the same key.
@@ -251,23 +251,29 @@ class PasswordMethod:
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,
             parallelism=params.parallelism,
-            length=length,
+            length=32,
         )
 
-    def _combine(self, encryption_half: bytes, vault_secret: bytes, salt: bytes) -> bytearray:
-        return bytearray(
-            kdf.hkdf_sha256(encryption_half + vault_secret, salt=salt, info=_VAULT_INFO)
+    def _stretch_pin(self, salt: bytes, params: Argon2Params) -> PinParts:
+        """The vault's split of the stretched PIN: the one the enclave's clients use too."""
+        assert self._password is not None
+        return stretch_pin(
+            self._password,
+            salt,
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost,
+            parallelism=params.parallelism,
         )
 
     def new_key(self, binding: KeyBinding) -> MethodKey:
         salt = secrets.token_bytes(SALT_LEN)
         params = {**self.argon2.to_context(), "kdf.salt": _b64(salt)}
         if self.vault is None:
-            return MethodKey(bytearray(self._stretch(salt, self.argon2, 32)), params)
-        stretched = self._stretch(salt, self.argon2, 64)
-        secret = self.vault.enroll(binding.slot, stretched[32:], max_tries=self.vault_max_tries)
+            return MethodKey(bytearray(self._stretch(salt, self.argon2)), params)
+        parts = self._stretch_pin(salt, self.argon2)
+        secret = self.vault.enroll(binding.slot, parts.access_key, max_tries=self.vault_max_tries)
         params["vault"] = "1"
-        return MethodKey(self._combine(stretched[:32], secret, salt), params)
+        return MethodKey(bytearray(derive_key(parts.encryption_key, secret, salt=salt)), params)
 
     def persist_key(self, binding: KeyBinding, key: MethodKey) -> None:
         # Nothing to store: the key is derived again from the password at recovery.
@@ -279,15 +285,15 @@ class PasswordMethod:
         if not 16 <= len(salt) <= 64:
             raise DecryptFailed("the cipher text's salt has a bad length")
         if params.get("vault") != "1":
-            return bytearray(self._stretch(salt, argon2, 32))
+            return bytearray(self._stretch(salt, argon2))
         if self.vault is None:
             raise UnsupportedBackupMethod(
                 "this PASSWORD backup is guarded by a guess-limited PIN vault, which is not "
                 "configured on this client"
             )
-        stretched = self._stretch(salt, argon2, 64)
-        secret = self.vault.release(binding.slot, stretched[32:])
-        return self._combine(stretched[:32], secret, salt)
+        parts = self._stretch_pin(salt, argon2)
+        secret = self.vault.release(binding.slot, parts.access_key)
+        return bytearray(derive_key(parts.encryption_key, secret, salt=salt))
 
     def discard_key(self, binding: KeyBinding) -> None:
         if self.vault is not None:

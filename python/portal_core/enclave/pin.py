@@ -6,8 +6,8 @@ and an *access key* (last 32), the only thing the vault sees. The key that seals
 backup is HKDF-SHA256 (RFC 5869) of the encryption key and the vault's secret: neither
 the vault (without the PIN) nor the holder of the cipher text (without the vault) has it.
 
-The backup flows' ``PASSWORD`` method (:mod:`portal_core.backup.password`) does the same
-split with its own derivation labels; these helpers serve other callers of the vault.
+The backup flows' ``PASSWORD`` method (:mod:`portal_core.backup.password`) uses these two
+functions for its vault-guarded PINs, as any other client of the vault should.
 """
 
 from __future__ import annotations
