@@ -8,9 +8,17 @@ for an informative group. ``benches/report.py`` pairs the two by group.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+# The tests' helpers (the SoftHSM2 token fixture, the software authenticator) serve here too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# One SoftHSM2 token for the whole run: the module reads SOFTHSM2_CONF once per process, so
+# every benchmark file that needs an HSM must share it.
+from kms_fixtures import hsm_env  # noqa: F401
 
 SIDES = ("portal", "peer")
 

@@ -16,8 +16,6 @@ second are in ``extra_info["ops_per_s"]`` and printed (``pytest -s``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +27,7 @@ from portal_core.enclave.prf import split_prf_output
 from portal_core.kms import Pkcs11Kms
 
 ROOT = Path(__file__).resolve().parent.parent
-# The tests' software authenticator makes the assertions.
-sys.path.insert(0, str(ROOT / "tests"))
+# The tests' software authenticator makes the assertions (tests/ is on the path: conftest.py).
 from webauthn_authenticator import SoftAuthenticator  # noqa: E402
 
 THREADS = os.cpu_count() or 2
@@ -39,27 +36,9 @@ ROUNDS = 5
 KEY = bytes(range(32))
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = value.strip("'")
-    return env
-
-
 @pytest.fixture(scope="module")
-def kms(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("hsm")
-    subprocess.run(
-        ["bash", str(ROOT / "hsm" / "setup.sh"), str(directory)],
-        check=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    env = _read_env(directory / "env")
-    os.environ["SOFTHSM2_CONF"] = env["SOFTHSM2_CONF"]
-    with Pkcs11Kms.from_env(env, pool_size=2 * THREADS) as instance:
+def kms(hsm_env: dict[str, str]):
+    with Pkcs11Kms.from_env(hsm_env, pool_size=2 * THREADS) as instance:
         instance.create_key("enclave-bench")
         yield instance
 

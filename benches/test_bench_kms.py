@@ -16,7 +16,6 @@ opens to the same shares.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,29 +36,6 @@ AAD = b"wallet=wallet-0001;curve=SECP256K1;party=custodian"
 THREADS = os.cpu_count() or 2
 PEER_NAME = f"naive: one SoftHSM2 AES-GCM wrap/unwrap per share, {THREADS} threads"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = value.strip("'")
-    return env
-
-
-@pytest.fixture(scope="module")
-def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    directory = tmp_path_factory.mktemp("hsm")
-    subprocess.run(
-        ["bash", str(ROOT / "hsm" / "setup.sh"), str(directory)],
-        check=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    env = _read_env(directory / "env")
-    os.environ["SOFTHSM2_CONF"] = env["SOFTHSM2_CONF"]
-    return env
 
 
 @pytest.fixture(scope="module")
