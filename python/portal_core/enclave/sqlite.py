@@ -17,11 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from contextlib import suppress
 
 from portal_core.enclave.errors import CredentialAlreadyRegistered, EnclaveStoreError
 from portal_core.enclave.records import (
@@ -33,15 +30,13 @@ from portal_core.enclave.records import (
     UserRecord,
     VaultRecord,
 )
+from portal_core.store.database import Migration, SqliteDatabase
 
 __all__ = ["ENCLAVE_MIGRATIONS", "EnclaveMigration", "SqliteEnclaveStore"]
 
 
-@dataclass(frozen=True)
-class EnclaveMigration:
-    version: int
-    description: str
-    steps: tuple[str, ...]
+# The enclave's schema history uses the stores' one migration type.
+EnclaveMigration = Migration
 
 
 # Migrations are only ever appended; an applied one is never edited.
@@ -159,7 +154,7 @@ def _key(row: sqlite3.Row) -> KeyRecord:
     )
 
 
-class SqliteEnclaveStore:
+class SqliteEnclaveStore(SqliteDatabase):
     """An :class:`~portal_core.enclave.store.EnclaveStore` in one SQLite file.
 
     ``path``: the database file (created if missing; it may be the custodian store's
@@ -171,6 +166,13 @@ class SqliteEnclaveStore:
             this build.
     """
 
+    what = "enclave store"
+    version_table = "enclave_schema_version"
+    error = EnclaveStoreError
+    # Deleted content (a destroyed vault secret) is overwritten with zeros, not left in
+    # free pages.
+    pragmas = ("PRAGMA secure_delete = ON",)
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -178,144 +180,10 @@ class SqliteEnclaveStore:
         timeout: float = 30.0,
         migrations: Sequence[EnclaveMigration] = ENCLAVE_MIGRATIONS,
     ) -> None:
-        self.path = os.fspath(path)
-        if self.path == ":memory:" or self.path.startswith("file:"):
-            # Each thread has its own connection, and an in-memory database is private to
-            # its connection: the threads would not see each other's challenges or tries.
-            raise ValueError("SqliteEnclaveStore needs a file path")
-        if not isinstance(timeout, int | float) or timeout < 0:
-            raise ValueError("timeout must be a number >= 0")
-        self.timeout = float(timeout)
-        self._migrations = tuple(migrations)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
-        self._pid = os.getpid()
-        conn = self._conn()
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        except sqlite3.Error as e:
-            raise EnclaveStoreError(f"cannot open the enclave store {self.path!r}: {e}") from None
-        if str(mode).lower() != "wal":
-            raise EnclaveStoreError(
-                f"the enclave store {self.path!r} cannot use a WAL journal (got {mode!r})"
-            )
-        self._migrate()
+        super().__init__(path, timeout=timeout, migrations=migrations)
 
     def __repr__(self) -> str:
         return f"SqliteEnclaveStore({self.path!r})"
-
-    # -- connections, transactions, migrations --------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise EnclaveStoreError("the enclave store is closed")
-        if os.getpid() != self._pid:
-            # A connection must not cross a fork (SQLite's locks are per process): a child
-            # starts with connections of its own.
-            self._local = threading.local()
-            self._all = []
-            self._all_lock = threading.Lock()
-            self._pid = os.getpid()
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                # Autocommit mode (isolation_level=None): transactions are explicit BEGINs.
-                conn = sqlite3.connect(
-                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-                )
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute("PRAGMA secure_delete = ON")
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            except sqlite3.Error as e:
-                raise EnclaveStoreError(
-                    f"cannot open the enclave store {self.path!r}: {e}"
-                ) from None
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed (and synced) if the block returns, rolled back if
-        it raises."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise EnclaveStoreError(f"enclave store transaction failed to start: {e}") from None
-        try:
-            yield conn
-        except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
-            raise EnclaveStoreError(f"enclave store transaction failed: {e}") from None
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise EnclaveStoreError(f"enclave store transaction failed to commit: {e}") from None
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, args).fetchall()
-        except sqlite3.Error as e:
-            raise EnclaveStoreError(f"enclave store read failed: {e}") from None
-
-    def _migrate(self) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS enclave_schema_version ("
-                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
-                "applied_at TEXT NOT NULL DEFAULT (datetime('now'))) STRICT"
-            )
-        while True:
-            # One migration per transaction, the version read again each time, so two
-            # processes opening a new file at once apply each migration once.
-            with self._tx() as conn:
-                current = conn.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM enclave_schema_version"
-                ).fetchone()[0]
-                latest = self._migrations[-1].version
-                if current > latest:
-                    raise EnclaveStoreError(
-                        f"the enclave store {self.path!r} has schema version {current}, newer "
-                        f"than this build knows ({latest}): upgrade portal-core"
-                    )
-                if current == latest:
-                    return
-                migration = self._migrations[current]
-                for step in migration.steps:
-                    conn.execute(step)
-                conn.execute(
-                    "INSERT INTO enclave_schema_version (version, description) VALUES (?, ?)",
-                    (migration.version, migration.description),
-                )
-
-    @property
-    def schema_version(self) -> int:
-        rows = self._read("SELECT COALESCE(MAX(version), 0) FROM enclave_schema_version")
-        return int(rows[0][0])
-
-    def close(self) -> None:
-        with self._all_lock:
-            conns, self._all = self._all, []
-            self._closed = True
-        for conn in conns:
-            conn.close()
-
-    def __enter__(self) -> SqliteEnclaveStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _scrub_journal(self) -> None:
         """Best effort, after a secret was deleted: copy the WAL into the database file and

@@ -8,16 +8,9 @@ are only ever appended: an applied migration is never edited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from portal_core.store.database import Migration
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    steps: tuple[str, ...]
 
 
 _CURVE_CHECK = "CHECK (curve IN ('SECP256K1', 'ED25519'))"

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
 
 from portal_core.exceptions import (
     NoValidBackup,
@@ -23,6 +20,7 @@ from portal_core.exceptions import (
     WalletModificationInProgress,
 )
 from portal_core.store.base import LockRef, StoreError
+from portal_core.store.database import SqliteDatabase
 from portal_core.store.migrations import MIGRATIONS, Migration
 from portal_core.store.records import (
     BackupMode,
@@ -79,7 +77,7 @@ def _backup(row: sqlite3.Row) -> BackupRecord:
     )
 
 
-class SqliteStore:
+class SqliteStore(SqliteDatabase):
     """A :class:`~portal_core.store.base.CustodianStore` in one SQLite file.
 
     ``path``: the database file (created if missing; its directory must exist).
@@ -92,6 +90,10 @@ class SqliteStore:
         StoreError: the file cannot be opened, or its schema is newer than this build.
     """
 
+    what = "store"
+    version_table = "schema_version"
+    error = StoreError
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -100,129 +102,11 @@ class SqliteStore:
         checkpoint: Callable[[str], None] | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
     ) -> None:
-        self.path = os.fspath(path)
-        if self.path == ":memory:" or self.path.startswith("file:"):
-            # Each thread has its own connection, and each in-memory connection its own
-            # database: the threads would not see each other's records.
-            raise ValueError("SqliteStore needs a file path (use a temporary file for tests)")
-        self.timeout = timeout
-        self._migrations = tuple(migrations)
         self._checkpoint = checkpoint or (lambda _name: None)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
-        conn = self._conn()
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the store {self.path!r}: {e}") from None
-        if str(mode).lower() != "wal":
-            raise StoreError(f"the store {self.path!r} cannot use a WAL journal (got {mode!r})")
-        self._migrate()
+        super().__init__(path, timeout=timeout, migrations=migrations)
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r}, schema_version={self.schema_version})"
-
-    # -- connections, transactions, migrations --------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError("the store is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                # Autocommit mode (isolation_level=None): transactions are explicit BEGINs.
-                conn = sqlite3.connect(
-                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-                )
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot open the store {self.path!r}: {e}") from None
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed if the block returns, rolled back if it raises."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise StoreError(f"store transaction failed to start: {e}") from None
-        try:
-            yield conn
-        except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"store transaction failed: {e}") from None
-        except BaseException:
-            # Also on a simulated crash (a BaseException): SQLite would roll an unfinished
-            # transaction back when the database is next opened; this does it now.
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"store transaction failed to commit: {e}") from None
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, args).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"store read failed: {e}") from None
-
-    def _migrate(self) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version ("
-                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
-                "applied_at TEXT NOT NULL DEFAULT (datetime('now'))) STRICT"
-            )
-        while True:
-            # One migration per transaction, re-reading the version each time, so two
-            # processes opening a new file at once apply each migration once.
-            with self._tx() as conn:
-                current = conn.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM schema_version"
-                ).fetchone()[0]
-                latest = self._migrations[-1].version
-                if current > latest:
-                    raise StoreError(
-                        f"the store {self.path!r} has schema version {current}, newer than "
-                        f"this build knows ({latest}): upgrade portal-core"
-                    )
-                if current == latest:
-                    return
-                migration = self._migrations[current]
-                for step in migration.steps:
-                    conn.execute(step)
-                conn.execute(
-                    "INSERT INTO schema_version (version, description) VALUES (?, ?)",
-                    (migration.version, migration.description),
-                )
-
-    @property
-    def schema_version(self) -> int:
-        return int(self._read("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
-
-    def close(self) -> None:
-        with self._all_lock:
-            conns, self._all = self._all, []
-            self._closed = True
-        for conn in conns:
-            conn.close()
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @staticmethod
     def _check_lock(conn: sqlite3.Connection, lock: LockRef) -> None:
