@@ -582,18 +582,7 @@ class WalletClient:
             ShareVerificationFailed: a share does not match its recorded public share.
             WalletModificationInProgress: another backup or recovery runs.
         """
-        provider = self._provider(method, config)
-        p = Progress(progress, RECOVERY_ORDER)
-        p.step(Status.READING)
-        provider.validate_operations(new=False)
-        wallet = self._wallet()
-        pairs = self._pairs()
-        if cipher_text is None:
-            cipher_text = self._fetch_cipher_text(method, pairs)
-
-        p.step(Status.DECRYPTING)
-        opened = self._open_backup(provider, wallet, method, cipher_text, pairs, completed=True)
-        p.step(Status.PARSING)
+        p, wallet, opened = self._read_backup(method, cipher_text, progress, RECOVERY_ORDER, config)
         self._checkpoint("client.recovery.opened")
 
         p.step(Status.GENERATING)
@@ -615,6 +604,31 @@ class WalletClient:
         self.device.save(self.client_id, {c: s.to_sealable() for c, s in new.items()})
         p.done()
         return {c: s.address for c, s in new.items()}
+
+    def _read_backup(
+        self,
+        method: str,
+        cipher_text: bytes | None,
+        progress: ProgressCallback | None,
+        order: Sequence[Status],
+        config: dict[str, Any],
+    ) -> tuple[Progress, WalletInfo, _Opened]:
+        """The first steps of recovery, verification and eject: read the method's key, fetch
+        the cipher text (Portal-managed) and open the completed backup, checking every share.
+        Reports Reading, Decrypting and Parsing; returns the progress, wallet and opened backup.
+        """
+        provider = self._provider(method, config)
+        p = Progress(progress, order)
+        p.step(Status.READING)
+        provider.validate_operations(new=False)
+        wallet = self._wallet()
+        pairs = self._pairs()
+        if cipher_text is None:
+            cipher_text = self._fetch_cipher_text(method, pairs)
+        p.step(Status.DECRYPTING)
+        opened = self._open_backup(provider, wallet, method, cipher_text, pairs, completed=True)
+        p.step(Status.PARSING)
+        return p, wallet, opened
 
     # -- queries -------------------------------------------------------------------------
 
@@ -658,17 +672,7 @@ class WalletClient:
 
         Raises: as :meth:`recover_wallet`, besides WalletModificationInProgress.
         """
-        provider = self._provider(method, config)
-        p = Progress(progress, VERIFY_ORDER)
-        p.step(Status.READING)
-        provider.validate_operations(new=False)
-        wallet = self._wallet()
-        pairs = self._pairs()
-        if cipher_text is None:
-            cipher_text = self._fetch_cipher_text(method, pairs)
-        p.step(Status.DECRYPTING)
-        opened = self._open_backup(provider, wallet, method, cipher_text, pairs, completed=True)
-        p.step(Status.PARSING)
+        p, _, opened = self._read_backup(method, cipher_text, progress, VERIFY_ORDER, config)
         self.custodian.check_backup(self.client_id, opened.binding.backup_id)
         p.done()
         return BackupCheck(
@@ -695,17 +699,7 @@ class WalletClient:
             EjectNotAuthorized: outside the custodian's authorisation window.
             NoValidBackup, DecryptFailed, ShareVerificationFailed: as :meth:`recover_wallet`.
         """
-        provider = self._provider(method, config)
-        p = Progress(progress, EJECT_ORDER)
-        p.step(Status.READING)
-        provider.validate_operations(new=False)
-        wallet = self._wallet()
-        pairs = self._pairs()
-        if cipher_text is None:
-            cipher_text = self._fetch_cipher_text(method, pairs)
-        p.step(Status.DECRYPTING)
-        opened = self._open_backup(provider, wallet, method, cipher_text, pairs, completed=True)
-        p.step(Status.PARSING)
+        p, wallet, opened = self._read_backup(method, cipher_text, progress, EJECT_ORDER, config)
 
         p.step(Status.RECOVERING_BACKUP)
         released = self.custodian.release_eject_shares(self.client_id, opened.binding.backup_id)
