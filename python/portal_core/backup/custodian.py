@@ -553,15 +553,20 @@ class LocalCustodian:
         finally:
             session.busy.release()
 
-    def _record_wallet(self, session: _Session, new: dict[str, shares.Share]) -> None:
-        now = self.clock()
+    def _signing_records(
+        self,
+        session: _Session,
+        new: dict[str, shares.Share],
+        adjective: str,
+        now: float,
+        generation: Callable[[str], int],
+    ) -> list[SigningShareRecord]:
+        """The records of new custodian signing shares, each sealed and checked to open."""
         records = []
         for curve, share in new.items():
             share_id = _new_id()
             ctx = self._signing_context(session.wallet_id, curve, share_id)
-            sealed = self._seal_checked(
-                share, ctx, f"the new {curve} signing share", share.public_share
-            )
+            what = f"the {adjective} {curve} signing share"
             records.append(
                 SigningShareRecord(
                     wallet_id=session.wallet_id,
@@ -570,11 +575,16 @@ class LocalCustodian:
                     public_key=share.public_key,
                     client_public_share=share.peer_public_share,
                     custodian_public_share=share.public_share,
-                    sealed_share=sealed,
-                    generation=1,
+                    sealed_share=self._seal_checked(share, ctx, what, share.public_share),
+                    generation=generation(curve),
                     updated_at=now,
                 )
             )
+        return records
+
+    def _record_wallet(self, session: _Session, new: dict[str, shares.Share]) -> None:
+        now = self.clock()
+        records = self._signing_records(session, new, "new", now, lambda _curve: 1)
         self._checkpoint("custodian.key_generation.sealed")
         wallet = WalletRecord(session.wallet_id, session.client_id, now)
         self.store.add_wallet(wallet, records, lock=(session.client_id, session.session_id))
@@ -626,26 +636,9 @@ class LocalCustodian:
 
     def _record_recovery(self, session: _Session, new: dict[str, shares.Share]) -> None:
         now = self.clock()
-        records = []
-        for curve, share in new.items():
-            share_id = _new_id()
-            ctx = self._signing_context(session.wallet_id, curve, share_id)
-            sealed = self._seal_checked(
-                share, ctx, f"the recovered {curve} signing share", share.public_share
-            )
-            records.append(
-                SigningShareRecord(
-                    wallet_id=session.wallet_id,
-                    curve=curve,
-                    share_id=share_id,
-                    public_key=share.public_key,
-                    client_public_share=share.peer_public_share,
-                    custodian_public_share=share.public_share,
-                    sealed_share=sealed,
-                    generation=session.generations.get(curve, 0) + 1,
-                    updated_at=now,
-                )
-            )
+        records = self._signing_records(
+            session, new, "recovered", now, lambda curve: session.generations.get(curve, 0) + 1
+        )
         self._checkpoint("custodian.recovery.sealed")
         self.store.replace_signing_shares(
             session.wallet_id, records, lock=(session.client_id, session.session_id)
