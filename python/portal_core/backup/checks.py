@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from portal_core import shares
 from portal_core.exceptions import InvalidShare, ShareVerificationFailed
 
-__all__ = ["load_share"]
+__all__ = ["RecordedPair", "load_backup_share", "load_share"]
+
+
+class RecordedPair(Protocol):
+    """What either side recorded of a backup share pair (the custodian's record, or the
+    client's view of it)."""
+
+    pair_id: str
+    curve: str
+    public_key: bytes
+    client_public_share: bytes
+    custodian_public_share: bytes
 
 
 def load_share(
@@ -43,4 +56,32 @@ def load_share(
         got = getattr(share, field)
         if got != want:
             raise ShareVerificationFailed(f"{what} has {field} {got!r}, expected {want!r}")
+    return share
+
+
+def load_backup_share(data: bytes, pair: RecordedPair, *, role: str, what: str) -> shares.Share:
+    """Decodes ``role``'s backup share of a recorded pair and checks it against the record
+    (as :func:`load_share`), and that the pair's two public shares add up to the wallet key.
+
+    Raises:
+        ShareVerificationFailed: naming the first check that failed (never the scalar).
+    """
+    share = load_share(
+        data,
+        what=what,
+        curve=pair.curve,
+        kind=shares.BACKUP,
+        role=role,
+        share_id=pair.pair_id,
+        public_share=(
+            pair.client_public_share if role == shares.CLIENT else pair.custodian_public_share
+        ),
+        public_key=pair.public_key,
+    )
+    try:
+        shares.check_public_shares(
+            pair.curve, pair.public_key, pair.client_public_share, pair.custodian_public_share
+        )
+    except InvalidShare as e:
+        raise ShareVerificationFailed(f"the {pair.curve} pair {pair.pair_id!r}: {e}") from None
     return share

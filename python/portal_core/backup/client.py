@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from portal_core import envelope, shares
 from portal_core.backup import document
 from portal_core.backup.api import CustodianApi, PairInfo, SessionOffer, WalletInfo
-from portal_core.backup.checks import load_share
+from portal_core.backup.checks import load_backup_share, load_share
 from portal_core.backup.methods import (
     FileKeyStorage,
     KeyBinding,
@@ -351,22 +351,9 @@ class WalletClient:
                 raise ShareVerificationFailed(f"the {curve} share of the backup names another pair")
             if pair.public_key != wallet.curves[curve].public_key:
                 raise ShareVerificationFailed(f"the {curve} pair is of another wallet")
-            opened[curve] = load_share(
-                data,
-                what=f"the client's {curve} backup share",
-                curve=curve,
-                kind=shares.BACKUP,
-                role=shares.CLIENT,
-                share_id=pair.pair_id,
-                public_share=pair.client_public_share,
-                public_key=pair.public_key,
+            opened[curve] = load_backup_share(
+                data, pair, role=shares.CLIENT, what=f"the client's {curve} backup share"
             )
-            try:
-                shares.check_public_shares(
-                    curve, pair.public_key, pair.client_public_share, pair.custodian_public_share
-                )
-            except InvalidShare as e:
-                raise ShareVerificationFailed(f"the {curve} pair's public shares: {e}") from None
         return _Opened(binding, mine, opened)
 
     def _discard_old_key(
@@ -708,15 +695,8 @@ class WalletClient:
         out: dict[str, shares.EjectedKey] = {}
         for curve, data in released.items():
             pair = opened.pairs[curve]
-            theirs = load_share(
-                data,
-                what=f"the custodian's {curve} backup share",
-                curve=curve,
-                kind=shares.BACKUP,
-                role=shares.CUSTODIAN,
-                share_id=pair.pair_id,
-                public_share=pair.custodian_public_share,
-                public_key=pair.public_key,
+            theirs = load_backup_share(
+                data, pair, role=shares.CUSTODIAN, what=f"the custodian's {curve} backup share"
             )
             try:
                 key = shares.eject(opened.shares[curve], theirs)

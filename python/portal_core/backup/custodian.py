@@ -31,7 +31,7 @@ from portal_core.backup.api import (
     SessionOffer,
     WalletInfo,
 )
-from portal_core.backup.checks import load_share
+from portal_core.backup.checks import load_backup_share, load_share
 from portal_core.backup.methods import check_method
 from portal_core.backup.progress import Checkpoint
 from portal_core.exceptions import (
@@ -233,23 +233,10 @@ class LocalCustodian:
     def _backup_share(self, client_id: str, pair: PairRecord, mode: BackupMode) -> shares.Share:
         what = f"the custodian's {pair.curve} backup share of pair {pair.pair_id!r}"
         context = self._backup_context(pair.wallet_id, pair.curve, pair.pair_id)
-        share = load_share(
-            self._open(self._sealed_backup_share(client_id, pair, mode), context, what),
-            what=what,
-            curve=pair.curve,
-            kind=shares.BACKUP,
-            role=shares.CUSTODIAN,
-            share_id=pair.pair_id,
-            public_share=pair.custodian_public_share,
-            public_key=pair.public_key,
+        sealed = self._sealed_backup_share(client_id, pair, mode)
+        return load_backup_share(
+            self._open(sealed, context, what), pair, role=shares.CUSTODIAN, what=what
         )
-        try:
-            shares.check_public_shares(
-                pair.curve, pair.public_key, pair.client_public_share, pair.custodian_public_share
-            )
-        except InvalidShare as e:
-            raise ShareVerificationFailed(f"pair {pair.pair_id!r}: {e}") from None
-        return share
 
     # -- lookups -------------------------------------------------------------------------
 
