@@ -319,23 +319,50 @@ class LocalCustodian:
 
     # -- sessions ------------------------------------------------------------------------
 
-    def _open_session(self, session: _Session, operation: str) -> SessionOffer:
+    def _start_session(
+        self,
+        client_id: str,
+        wallet_id: str,
+        operation: str,
+        lock_label: str,
+        setup: Callable[[str], tuple[dict[str, Any], dict[str, str], dict[str, Any]]],
+    ) -> SessionOffer:
+        """Locks the wallet for ``operation`` and opens its protocol session.
+
+        ``setup(session_id)`` builds the custodian's parties, the new share ids per curve and
+        any further session fields, under the lock; if it fails, the lock is released.
+        """
+        session_id = _new_id()
+        self._lock(client_id, session_id, lock_label)
+        try:
+            parties, share_ids, extra = setup(session_id)
+        except Exception:
+            self.store.release_lock(client_id, session_id)
+            raise
+        session = _Session(
+            session_id,
+            client_id,
+            wallet_id,
+            operation,
+            parties,
+            share_ids,
+            self.clock() + self.lock_ttl,
+            **extra,
+        )
         now = self.clock()
         with self._sessions_lock:
             # Sessions a client abandoned hold secrets in memory: drop them once expired
             # (their locks expire with them).
             for sid in [k for k, v in self._sessions.items() if v.expires_at < now]:
                 del self._sessions[sid]
-            self._sessions[session.session_id] = session
-        log.info(
-            "%s session %s opened for wallet %s", operation, session.session_id, session.wallet_id
-        )
+            self._sessions[session_id] = session
+        log.info("%s session %s opened for wallet %s", operation, session_id, wallet_id)
         return SessionOffer(
-            session_id=session.session_id,
+            session_id=session_id,
             operation=operation,
-            wallet_id=session.wallet_id,
-            share_ids=dict(session.share_ids),
-            backup_id=session.session_id if operation == "backup" else None,
+            wallet_id=wallet_id,
+            share_ids=dict(share_ids),
+            backup_id=session_id if operation == "backup" else None,
             custodian_keeps_cipher_text=self.mode is BackupMode.CUSTODIAN,
         )
 
@@ -350,33 +377,22 @@ class LocalCustodian:
         curves = list(curves)
         if not curves or len(set(curves)) != len(curves) or not set(curves) <= set(CURVES):
             raise ValueError(f"curves must be distinct names from {CURVES}, got {curves!r}")
-        session_id, wallet_id = _new_id(), _new_id()
-        self._lock(client_id, session_id, "key generation")
-        try:
+        wallet_id = _new_id()
+
+        def setup(session_id: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
             parties = {
                 c: shares.KeyGen(c, shares.CUSTODIAN, session_id, wallet_id=wallet_id)
                 for c in curves
             }
-        except Exception:
-            self.store.release_lock(client_id, session_id)
-            raise
-        session = _Session(
-            session_id,
-            client_id,
-            wallet_id,
-            "key generation",
-            parties,
-            {c: wallet_id for c in curves},
-            self.clock() + self.lock_ttl,
-        )
-        return self._open_session(session, "key generation")
+            return parties, {c: wallet_id for c in curves}, {}
+
+        return self._start_session(client_id, wallet_id, "key generation", "key generation", setup)
 
     def begin_backup(self, client_id: str, method: str) -> SessionOffer:
         check_method(method)
         wallet = self._wallet(client_id)
-        session_id = _new_id()
-        self._lock(client_id, session_id, f"{method} backup")
-        try:
+
+        def setup(session_id: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
             records = self.store.signing_shares(wallet.wallet_id)
             pair_ids = {c: _new_id() for c in records}
             parties = {
@@ -388,26 +404,14 @@ class LocalCustodian:
                 )
                 for c, r in records.items()
             }
-        except Exception:
-            self.store.release_lock(client_id, session_id)
-            raise
-        session = _Session(
-            session_id,
-            client_id,
-            wallet.wallet_id,
-            "backup",
-            parties,
-            pair_ids,
-            self.clock() + self.lock_ttl,
-            method=method,
-        )
-        return self._open_session(session, "backup")
+            return parties, pair_ids, {"method": method}
+
+        return self._start_session(client_id, wallet.wallet_id, "backup", f"{method} backup", setup)
 
     def begin_recovery(self, client_id: str, backup_id: str) -> SessionOffer:
         wallet, backup, pairs = self._completed(client_id, backup_id)
-        session_id = _new_id()
-        self._lock(client_id, session_id, f"{backup.method} recovery")
-        try:
+
+        def setup(session_id: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
             signing = self.store.signing_shares(wallet.wallet_id)
             parties = {
                 p.curve: shares.Reshare(
@@ -418,21 +422,15 @@ class LocalCustodian:
                 )
                 for p in pairs
             }
-        except Exception:
-            self.store.release_lock(client_id, session_id)
-            raise
-        session = _Session(
-            session_id,
-            client_id,
-            wallet.wallet_id,
-            "recovery",
-            parties,
-            {c: wallet.wallet_id for c in parties},
-            self.clock() + self.lock_ttl,
-            method=backup.method,
-            generations={c: r.generation for c, r in signing.items()},
+            extra = {
+                "method": backup.method,
+                "generations": {c: r.generation for c, r in signing.items()},
+            }
+            return parties, {c: wallet.wallet_id for c in parties}, extra
+
+        return self._start_session(
+            client_id, wallet.wallet_id, "recovery", f"{backup.method} recovery", setup
         )
-        return self._open_session(session, "recovery")
 
     def _session(self, client_id: str, session_id: str, stage: str) -> _Session:
         with self._sessions_lock:
