@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from cli_runner import run_cli
 
 BACKUP = [
     "Reading share",
@@ -30,26 +27,6 @@ RECOVERY = [
 ]
 
 
-def _run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("portal-core")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "portal_core.cli", *args]
-    # Only the HSM the test names: none of the developer's PKCS11_* settings leak in.
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PKCS11_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        cmd,
-        env=full_env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
 def _check_core(out: dict) -> None:
     feats = out["cpu_features"]
     assert feats["arch"] and isinstance(feats["aes"], bool) and feats["backend"]
@@ -63,7 +40,7 @@ def _check_core(out: dict) -> None:
 
 
 def test_demo_core_json_reports_a_working_core(tmp_path):
-    proc = _run("demo", "--core", "--json", cwd=tmp_path)
+    proc = run_cli("demo", "--core", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     _check_core(out)
@@ -71,7 +48,7 @@ def test_demo_core_json_reports_a_working_core(tmp_path):
 
 
 def test_demo_core_text_names_each_step(tmp_path):
-    proc = _run("demo", "--core", cwd=tmp_path)
+    proc = run_cli("demo", "--core", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for needle in ("CPU features", "backend", "Sealed", "Argon2id", "Timings"):
         assert needle in proc.stdout
@@ -79,7 +56,7 @@ def test_demo_core_text_names_each_step(tmp_path):
 
 
 def test_demo_json_runs_a_wallets_life_on_the_hsm(hsm_env, tmp_path):
-    proc = _run("demo", "--json", env=hsm_env, cwd=tmp_path)
+    proc = run_cli("demo", "--json", env=hsm_env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     _check_core(out)
@@ -122,7 +99,7 @@ def test_demo_json_runs_a_wallets_life_on_the_hsm(hsm_env, tmp_path):
 
 
 def test_demo_text_prints_each_step_with_progress_and_timing(hsm_env, tmp_path):
-    proc = _run("demo", env=hsm_env, cwd=tmp_path)
+    proc = run_cli("demo", env=hsm_env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     for needle in (
@@ -142,7 +119,9 @@ def test_demo_text_prints_each_step_with_progress_and_timing(hsm_env, tmp_path):
 
 
 def test_demo_without_an_hsm_says_how_to_get_one(tmp_path):
-    proc = _run("demo", "--json", env={"SOFTHSM2_CONF": str(tmp_path / "none.conf")}, cwd=tmp_path)
+    proc = run_cli(
+        "demo", "--json", env={"SOFTHSM2_CONF": str(tmp_path / "none.conf")}, cwd=tmp_path
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert "needs an HSM token" in proc.stderr and "--core" in proc.stderr
@@ -150,6 +129,6 @@ def test_demo_without_an_hsm_says_how_to_get_one(tmp_path):
 
 @pytest.mark.parametrize("args", [[], ["nonsense"]])
 def test_bad_usage_exits_with_usage(args):
-    proc = _run(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 2
     assert "usage" in proc.stderr

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from cli_runner import run_cli
 from portal_core.kms import KeyVersionRetired
 
 CTX = {"wallet": "wallet-cli", "party": "custodian"}
-
-
-def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    exe = shutil.which("portal-core")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "portal_core.cli", *args]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PKCS11_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        cmd,
-        env=full_env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -41,7 +23,7 @@ def name() -> str:
 
 def test_hsm_init_makes_a_usable_token_and_keeps_it(tmp_path):
     directory = tmp_path / "token"
-    first = _run("hsm", "init", str(directory))
+    first = run_cli("hsm", "init", str(directory))
     assert first.returncode == 0, first.stderr
     assert "initialised" in first.stdout and str(directory / "env") in first.stdout
     env_text = (directory / "env").read_text()
@@ -49,46 +31,46 @@ def test_hsm_init_makes_a_usable_token_and_keeps_it(tmp_path):
         assert f"export {var}=" in env_text
     assert oct((directory / "env").stat().st_mode & 0o777) == "0o600"
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
-    created = _run("keys", "create", "survivor", "--hsm-dir", str(directory))
+    created = run_cli("keys", "create", "survivor", "--hsm-dir", str(directory))
     assert created.returncode == 0, created.stderr
-    again = _run("hsm", "init", str(directory))
+    again = run_cli("hsm", "init", str(directory))
     assert again.returncode == 0 and "already initialised" in again.stdout
-    listed = _run("keys", "list", "--json", "--hsm-dir", str(directory))
+    listed = run_cli("keys", "list", "--json", "--hsm-dir", str(directory))
     assert [k["name"] for k in json.loads(listed.stdout)] == ["survivor"]
-    check = _run("hsm", "check", "--hsm-dir", str(directory))
+    check = run_cli("hsm", "check", "--hsm-dir", str(directory))
     assert check.returncode == 0, check.stderr
     assert "HSM check passed" in check.stdout
 
 
 def test_the_default_token_dir_is_dot_hsm_in_the_working_directory(tmp_path):
-    assert _run("hsm", "init", cwd=tmp_path).returncode == 0
+    assert run_cli("hsm", "init", cwd=tmp_path).returncode == 0
     assert (tmp_path / ".hsm" / "env").is_file()
-    listed = _run("keys", "list", cwd=tmp_path)
+    listed = run_cli("keys", "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "no keys" in listed.stdout
 
 
 def test_create_rotate_list_retire(hsm_env, name):
-    assert _run("keys", "create", name, env=hsm_env).returncode == 0
-    duplicate = _run("keys", "create", name, env=hsm_env)
+    assert run_cli("keys", "create", name, env=hsm_env).returncode == 0
+    duplicate = run_cli("keys", "create", name, env=hsm_env)
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
-    rotated = _run("keys", "rotate", name, env=hsm_env)
+    rotated = run_cli("keys", "rotate", name, env=hsm_env)
     assert rotated.returncode == 0 and "version 2" in rotated.stdout
-    listed = _run("keys", "list", name, "--json", env=hsm_env)
+    listed = run_cli("keys", "list", name, "--json", env=hsm_env)
     assert json.loads(listed.stdout) == [
         {"name": name, "versions": [1, 2], "newest": 2, "min_decryption_version": 1}
     ]
-    text = _run("keys", "list", env=hsm_env).stdout
+    text = run_cli("keys", "list", env=hsm_env).stdout
     assert name in text and "MIN DECRYPT" in text
-    retired = _run("keys", "retire", name, "1", env=hsm_env)
+    retired = run_cli("keys", "retire", name, "1", env=hsm_env)
     assert retired.returncode == 0, retired.stderr
-    unconfirmed = _run("keys", "retire", name, "1", "--destroy", env=hsm_env)
+    unconfirmed = run_cli("keys", "retire", name, "1", "--destroy", env=hsm_env)
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
-    destroyed = _run("keys", "retire", name, "1", "--destroy", "--yes", env=hsm_env)
+    destroyed = run_cli("keys", "retire", name, "1", "--destroy", "--yes", env=hsm_env)
     assert destroyed.returncode == 0 and "version 1 destroyed" in destroyed.stdout
-    listed = _run("keys", "list", name, "--json", env=hsm_env)
+    listed = run_cli("keys", "list", name, "--json", env=hsm_env)
     assert json.loads(listed.stdout)[0]["versions"] == [2]
-    too_far = _run("keys", "retire", name, "2", env=hsm_env)
+    too_far = run_cli("keys", "retire", name, "2", env=hsm_env)
     assert too_far.returncode == 1 and "between" in too_far.stderr
 
 
@@ -100,8 +82,8 @@ def test_rewrap_moves_a_directory_of_blobs_with_a_progress_bar(hsm_env, kms, tmp
     paths = [store / ("nested" if i % 2 else "") / f"share-{i}.bin" for i in range(300)]
     for path, blob in zip(paths, kms.seal_many(name, shares, context=CTX), strict=True):
         path.write_bytes(blob)
-    assert _run("keys", "rotate", name, env=hsm_env).returncode == 0
-    moved = _run("keys", "rewrap", str(store), "--batch", "64", "--progress", env=hsm_env)
+    assert run_cli("keys", "rotate", name, env=hsm_env).returncode == 0
+    moved = run_cli("keys", "rewrap", str(store), "--batch", "64", "--progress", env=hsm_env)
     assert moved.returncode == 0, moved.stderr
     assert "rewrapped 300 of 300" in moved.stdout and f"{name}: v1 -> v2: 300" in moved.stdout
     assert "rewrap [" in moved.stderr and "300/300 blobs" in moved.stderr
@@ -124,7 +106,7 @@ def test_rewrap_reports_bad_files_and_moves_the_rest(hsm_env, kms, tmp_path, nam
     tampered = tmp_path / "tampered.bin"
     tampered.write_bytes(old[:-1] + bytes([old[-1] ^ 1]))
     kms.rotate(name)
-    run = _run("keys", "rewrap", str(tmp_path), "--no-progress", env=hsm_env)
+    run = run_cli("keys", "rewrap", str(tmp_path), "--no-progress", env=hsm_env)
     assert run.returncode == 1
     assert "rewrapped 1 of 3" in run.stdout and "rewrap [" not in run.stderr
     assert "bad.bin: MalformedBlob" in run.stderr and "tampered.bin: InvalidTag" in run.stderr
@@ -139,14 +121,14 @@ def test_rewrap_reports_bad_files_and_moves_the_rest(hsm_env, kms, tmp_path, nam
 
 def test_errors_are_messages_not_tracebacks_and_never_show_the_pin(hsm_env, name):
     pin = hsm_env["PKCS11_USER_PIN"]
-    missing = _run("keys", "rotate", name, env=hsm_env)
+    missing = run_cli("keys", "rotate", name, env=hsm_env)
     assert missing.returncode == 1 and "no key named" in missing.stderr
     assert "Traceback" not in missing.stderr
-    wrong_pin = _run("keys", "list", env={**hsm_env, "PKCS11_USER_PIN": pin[::-1]})
+    wrong_pin = run_cli("keys", "list", env={**hsm_env, "PKCS11_USER_PIN": pin[::-1]})
     assert wrong_pin.returncode == 1 and "refused the login" in wrong_pin.stderr
-    unset = _run("keys", "list", cwd=Path("/"))
+    unset = run_cli("keys", "list", cwd=Path("/"))
     assert unset.returncode == 1 and "PKCS11_MODULE" in unset.stderr
-    bad_path = _run("keys", "rewrap", "/nonexistent/store", env=hsm_env)
+    bad_path = run_cli("keys", "rewrap", "/nonexistent/store", env=hsm_env)
     assert bad_path.returncode == 1 and "no such file" in bad_path.stderr
     for run in (missing, wrong_pin, unset, bad_path):
         assert pin not in run.stdout + run.stderr
@@ -155,7 +137,7 @@ def test_errors_are_messages_not_tracebacks_and_never_show_the_pin(hsm_env, name
 
 @pytest.mark.parametrize("args", [["keys"], ["hsm"], ["keys", "retire", "k"], ["keys", "shred"]])
 def test_bad_usage_exits_with_usage(args):
-    run = _run(*args)
+    run = run_cli(*args)
     assert run.returncode == 2 and "usage" in run.stderr
 
 
@@ -173,15 +155,15 @@ def test_setup_script_keeps_its_token_and_recovers_an_interrupted_run(tmp_path):
 
     assert run().returncode == 0
     env = (tmp_path / "env").read_text()
-    created = _run("keys", "create", "kept", "--hsm-dir", str(tmp_path))
+    created = run_cli("keys", "create", "kept", "--hsm-dir", str(tmp_path))
     assert created.returncode == 0, created.stderr
     again = run()
     assert again.returncode == 0 and "ready" in again.stderr
     assert (tmp_path / "env").read_text() == env  # same token, same PIN
-    assert "kept" in _run("keys", "list", "--hsm-dir", str(tmp_path)).stdout
+    assert "kept" in run_cli("keys", "list", "--hsm-dir", str(tmp_path)).stdout
     # A run interrupted before writing env leaves a token nobody knows the PIN of.
     (tmp_path / "env").unlink()
     fresh = run()
     assert fresh.returncode == 0 and "interrupted run" in fresh.stderr
     assert (tmp_path / "env").read_text() != env
-    assert "no keys" in _run("keys", "list", "--hsm-dir", str(tmp_path)).stdout
+    assert "no keys" in run_cli("keys", "list", "--hsm-dir", str(tmp_path)).stdout
