@@ -13,7 +13,7 @@ before relying on them. Both refuse to run when the HSM does not behave as docum
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from portal_core.kms.errors import HsmConfigError
@@ -68,31 +68,27 @@ class Profile:
 
 _STANDARD_TAG_FAILURES = ("EncryptedDataInvalid", "EncryptedDataLenRange", "WrappedKeyInvalid")
 
+_SOFTHSM = Profile(
+    name="softhsm",
+    wrap="aes-gcm",
+    gcm_iv="host",
+    gcm_iv_len=12,
+    gcm_mechanism=CKM_AES_GCM,
+    kwp_mechanism=CKM_AES_KEY_WRAP_PAD,
+    tag_failures=(*_STANDARD_TAG_FAILURES, "GeneralError"),
+    max_sessions=None,
+    tested=True,
+    source="SoftHSM2 2.6.1, run by this project's tests",
+)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile(
-            name="softhsm",
-            wrap="aes-gcm",
-            gcm_iv="host",
-            gcm_iv_len=12,
-            gcm_mechanism=CKM_AES_GCM,
-            kwp_mechanism=CKM_AES_KEY_WRAP_PAD,
-            tag_failures=(*_STANDARD_TAG_FAILURES, "GeneralError"),
-            max_sessions=None,
-            tested=True,
-            source="SoftHSM2 2.6.1, run by this project's tests",
-        ),
-        Profile(
+        _SOFTHSM,
+        replace(
+            _SOFTHSM,
             name="softhsm-kwp",
             wrap="aes-kwp",
-            gcm_iv="host",
-            gcm_iv_len=12,
-            gcm_mechanism=CKM_AES_GCM,
-            kwp_mechanism=CKM_AES_KEY_WRAP_PAD,
-            tag_failures=(*_STANDARD_TAG_FAILURES, "GeneralError"),
-            max_sessions=None,
-            tested=True,
             source="SoftHSM2 2.6.1 with RFC 5649 key wrap, run by this project's tests",
         ),
         Profile(
