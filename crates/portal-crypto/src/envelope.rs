@@ -453,7 +453,8 @@ pub fn open_many(
     }
 }
 
-fn pick(contexts: &[Context], i: usize) -> &Context {
+/// The context of item `i` of a batch: the one context given for all, or the item's own.
+pub fn pick(contexts: &[Context], i: usize) -> &Context {
     if contexts.len() == 1 {
         &contexts[0]
     } else {

@@ -172,9 +172,10 @@ fn seal_many<'py>(
     let kid = self::key_id(key_id);
     let prefix = optional_input(prefix, "prefix")?;
     let pre = prefix.as_ref().map_or(&[][..], Input::as_slice);
-    let lens = pts.iter().enumerate().map(|(i, p)| {
-        pre.len() + env::sealed_len(kid, &ctxs[if ctxs.len() == 1 { 0 } else { i }], p.len())
-    });
+    let lens = pts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pre.len() + env::sealed_len(kid, env::pick(&ctxs, i), p.len()));
     let k = key.as_slice();
     new_bytes_many(py, lens, |outs| {
         let mut bodies = after_prefix(outs, pre);
