@@ -23,7 +23,7 @@ def run_cli(
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=60,
         stdin=subprocess.DEVNULL,
         check=False,
     )

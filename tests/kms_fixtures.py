@@ -40,7 +40,7 @@ def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ["bash", str(ROOT / "hsm" / "setup.sh"), str(directory)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=60,
         stdin=subprocess.DEVNULL,
         check=False,
     )

@@ -605,7 +605,7 @@ def test_one_object_from_four_threads(spec):
         for i in range(16)
     ]
     expected = [reference.encrypt(*job) for job in jobs]
-    start = Barrier(4)
+    start = Barrier(4, timeout=60)
 
     def work(t: int) -> int:
         start.wait()

@@ -195,7 +195,7 @@ def test_a_killed_process_leaves_the_old_or_the_new_backup(
         [sys.executable, "-c", CHILD, json.dumps(args)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         env=env,
         check=False,
     )

@@ -426,7 +426,7 @@ def test_a_second_backup_or_recovery_while_one_runs_is_refused(world):
 
 def test_racing_backups_start_one_at_a_time(world):
     custodian, phone = world.new_wallet()
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=60)
     offers, refused = [], []
 
     def start():
@@ -440,7 +440,8 @@ def test_racing_backups_start_one_at_a_time(world):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
+        assert not t.is_alive(), "a thread is stuck"
     assert len(offers) == 1 and len(refused) == 3
     assert custodian.abort(phone.client_id, offers[0].session_id) is True
     assert custodian.store.get_lock(phone.client_id) is None

@@ -150,7 +150,7 @@ def test_setup_script_keeps_its_token_and_recovers_an_interrupted_run(tmp_path):
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            setup, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+            setup, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
         )
 
     assert run().returncode == 0

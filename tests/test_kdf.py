@@ -324,7 +324,8 @@ def test_long_kdf_calls_release_the_gil(name):
             pytest.fail(f"no Python thread ran during any {name} call: the GIL was held")
     finally:
         stop.set()
-        counter.join()
+        counter.join(60)
+        assert not counter.is_alive(), "a thread is stuck"
         sys.setswitchinterval(interval)
 
 

@@ -87,7 +87,7 @@ def test_a_wrong_pin_is_refused_by_the_token(hsm_env):
         env={**os.environ, **hsm_env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -247,7 +247,7 @@ def test_keys_and_blobs_survive_a_restart(hsm_env, kms, key_name):
         env={**os.environ, **hsm_env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

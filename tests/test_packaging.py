@@ -21,7 +21,7 @@ def wheel(tmp_path_factory) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
         check=True,
-        timeout=1200,
+        timeout=60,
     )
     (whl,) = out.glob("portal_core-*.whl")
     return whl
@@ -46,13 +46,13 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
     subprocess.run(
         [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
         check=True,
-        timeout=600,
+        timeout=60,
     )
     proc = subprocess.run(
         [bin_dir / "portal-core", "demo", "--core", "--json"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=60,
         check=True,
         cwd=tmp_path,  # away from the source tree, so the installed package is what runs
     )

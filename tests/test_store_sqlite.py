@@ -430,7 +430,7 @@ def test_only_one_of_many_threads_gets_the_lock(tmp_path):
     path = tmp_path / "c.db"
     with SqliteStore(path) as s:
         make_wallet(s)
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(8, timeout=60)
         won, refused = [], []
 
         def grab(i: int) -> None:
@@ -445,7 +445,8 @@ def test_only_one_of_many_threads_gets_the_lock(tmp_path):
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(60)
+            assert not t.is_alive(), "a thread is stuck"
         assert len(won) == 1 and len(refused) == 7
         assert s.get_lock("client-1").owner == f"owner-{won[0]}"
 
@@ -466,7 +467,8 @@ def test_threads_write_concurrently_without_losing_records(tmp_path):
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(60)
+            assert not t.is_alive(), "a thread is stuck"
         assert errors == []
         assert s._read("SELECT COUNT(*) FROM clients")[0][0] == 150
 
