@@ -83,7 +83,8 @@ def test_login_read(benchmark, kms, store) -> None:
         user, device = f"user-{n}", SoftAuthenticator()
         options = enclave.begin_registration(user)
         enclave.finish_registration(user, split_prf_output(device.create(options))[0])
-        response = split_prf_output(device.get(enclave.begin_login(user)))[0]
+        options = enclave.begin_login(user, operation="write")
+        response = split_prf_output(device.get(options))[0]
         enclave.finish_login_write(user, response, KEY)
         users.append((user, device))
 
@@ -93,32 +94,37 @@ def test_login_read(benchmark, kms, store) -> None:
         for user, device in users:
             items = []
             for _ in range(BATCH // THREADS):
-                response = split_prf_output(device.get(enclave.begin_login(user)))[0]
+                options = enclave.begin_login(user, operation="read")
+                response = split_prf_output(device.get(options))[0]
                 items.append(lambda u=user, r=response: enclave.finish_login_read(u, r))
             work.append(items)
         return (work,), {}
 
     benchmark.pedantic(_run_threads, setup=prepare, rounds=ROUNDS, iterations=1)
     # Checked after timing: every login released the key.
-    response = split_prf_output(users[0][1].get(enclave.begin_login(users[0][0])))[0]
+    options = enclave.begin_login(users[0][0], operation="read")
+    response = split_prf_output(users[0][1].get(options))[0]
     assert enclave.finish_login_read(users[0][0], response) == KEY
     _report(benchmark, "login-read")
 
 
 @pytest.mark.benchmark(group="enclave vault check (right PIN)")
 def test_vault_check(benchmark, kms, store) -> None:
-    vault = PinVault(kms, store, key_name="enclave-bench")
+    vault = PinVault(kms, store, operator="bench", key_name="enclave-bench")
     access_key = os.urandom(32)
-    secrets = {f"slot-{n}": vault.enroll(f"slot-{n}", access_key) for n in range(THREADS)}
+    # Each slot is its own user's, as concurrent users are.
+    owners = {f"slot-{n}": f"user-{n}" for n in range(THREADS)}
+    secrets = {slot: vault.enroll(slot, access_key, owner=owners[slot]) for slot in owners}
 
     def prepare():
         work = [
-            [lambda s=slot: vault.release(s, access_key)] * (BATCH // THREADS) for slot in secrets
+            [lambda s=slot, o=owner: vault.release(s, access_key, owner=o)] * (BATCH // THREADS)
+            for slot, owner in owners.items()
         ]
         return (work,), {}
 
     benchmark.pedantic(_run_threads, setup=prepare, rounds=ROUNDS, iterations=1)
     for slot, secret in secrets.items():
-        assert vault.release(slot, access_key) == secret
-        assert vault.status(slot).tries_left == vault.max_tries
+        assert vault.release(slot, access_key, owner=owners[slot]) == secret
+        assert vault.status(slot, owner=owners[slot]).tries_left == vault.max_tries
     _report(benchmark, "vault check")

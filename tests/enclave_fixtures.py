@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from portal_core.enclave import (
+    DEFAULT_SLOT,
     CredentialInfo,
+    LoginOperation,
     PasskeyEnclave,
     PinVault,
     SqliteEnclaveStore,
@@ -26,6 +28,8 @@ RP_ID = "example.com"
 ORIGIN = "https://example.com"
 # An Android app's origin: base64url of the SHA-256 of its signing certificate.
 ANDROID_ORIGIN = "android:apk-key-hash:Mz4TDZe3NRIi2T9BKGbP2u2ZBZVcIOEsEyLb-J9MP0U"
+# Who runs the tests' vaults.
+OPERATOR = "custodian-test"
 
 
 class Clock:
@@ -72,7 +76,9 @@ def enclave_fixture(kms, key_name: str, enclave_store, clock: Clock) -> PasskeyE
 
 @pytest.fixture(name="vault")
 def vault_fixture(kms, key_name: str, enclave_store, clock: Clock) -> PinVault:
-    return PinVault(kms, enclave_store, key_name=key_name, max_tries=10, clock=clock)
+    return PinVault(
+        kms, enclave_store, operator=OPERATOR, key_name=key_name, max_tries=10, clock=clock
+    )
 
 
 @pytest.fixture(name="authenticator")
@@ -90,11 +96,17 @@ def register(
 
 
 def assertion(
-    enclave: PasskeyEnclave, auth: SoftAuthenticator, user: str, **overrides: Any
+    enclave: PasskeyEnclave,
+    auth: SoftAuthenticator,
+    user: str,
+    operation: LoginOperation | str,
+    *,
+    slot: str = DEFAULT_SLOT,
+    **overrides: Any,
 ) -> tuple[dict[str, Any], bytes | None]:
-    """A fresh login challenge answered by ``auth``: the response a client sends (PRF
-    output removed) and the PRF output it keeps."""
-    options = enclave.begin_login(user)
+    """A fresh login challenge for ``operation`` on ``slot``, answered by ``auth``: the
+    response a client sends (PRF output removed) and the PRF output it keeps."""
+    options = enclave.begin_login(user, operation=operation, slot=slot)
     return split_prf_output(auth.get(options, **overrides))
 
 
@@ -106,11 +118,13 @@ def guess_in_process(
     db_path: str,
     key_name: str,
     slot: str,
+    owner: str,
     access_keys: list[bytes],
     start_at: float,
 ) -> list[str]:
-    """Guesses ``access_keys`` against ``slot`` from a process of its own (its own HSM
-    login and store connection), starting at ``start_at``; the outcome of each guess."""
+    """Guesses ``access_keys`` against ``owner``'s ``slot`` from a process of its own (its
+    own HSM login and store connection), starting at ``start_at``; the outcome of each
+    guess."""
     import os
     import time
 
@@ -120,11 +134,11 @@ def guess_in_process(
     os.environ["SOFTHSM2_CONF"] = hsm_env["SOFTHSM2_CONF"]
     outcomes = []
     with Pkcs11Kms.from_env(hsm_env) as kms, SqliteEnclaveStore(db_path, timeout=60) as store:
-        vault = PinVault(kms, store, key_name=key_name)
+        vault = PinVault(kms, store, operator=OPERATOR, key_name=key_name)
         time.sleep(max(0.0, start_at - time.time()))
         for access_key in access_keys:
             try:
-                vault.release(slot, access_key)
+                vault.release(slot, access_key, owner=owner)
                 outcomes.append("released")
             except WrongAccessKey:
                 outcomes.append("wrong")
@@ -138,6 +152,7 @@ def crash_in_process(
     db_path: str,
     key_name: str,
     slot: str,
+    owner: str,
     access_key: bytes,
     step: str,
 ) -> None:
@@ -155,5 +170,6 @@ def crash_in_process(
 
     kms = Pkcs11Kms.from_env(hsm_env)
     store = SqliteEnclaveStore(db_path, timeout=60)
-    PinVault(kms, store, key_name=key_name, checkpoint=die).release(slot, access_key)
+    vault = PinVault(kms, store, operator=OPERATOR, key_name=key_name, checkpoint=die)
+    vault.release(slot, access_key, owner=owner)
     os._exit(0)  # not reached when the checkpoint fires

@@ -48,7 +48,7 @@ class Recording:
         method = getattr(self.enclave, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self.sent.append(json.dumps([args, kwargs], default=lambda b: bytes(b).hex()))
+            self.sent.append(json.dumps([name, args, kwargs], default=lambda b: bytes(b).hex()))
             return method(*args, **kwargs)
 
         return call
@@ -106,6 +106,12 @@ def test_prf_mode_round_trip(enclave: PasskeyEnclave, enclave_store) -> None:
     assert storage.validate_operations()  # registers the passkey
     storage.write(KEY)
     assert storage.read() == KEY
+    # Each login was begun for what it was spent on: the write, then the read, of its slot.
+    logins = [json.loads(c) for c in tap.sent if json.loads(c)[0] == "begin_login"]
+    assert logins == [
+        ["begin_login", ["alice"], {"operation": "write", "slot": "w1.b1"}],
+        ["begin_login", ["alice"], {"operation": "read", "slot": "w1.b1"}],
+    ]
     # The PRF output was computed on the device, the same for every login...
     (credential,) = enclave_store.list_credentials("alice")
     output = prf_eval(device.credentials[credential.credential_id].cred_random, credential.prf_salt)
@@ -135,9 +141,9 @@ def test_prf_output_differs_per_credential(enclave: PasskeyEnclave) -> None:
     phone, laptop = SoftAuthenticator(), SoftAuthenticator()
     register(enclave, phone, "alice")
     register(enclave, laptop, "alice")
-    _, first = assertion(enclave, phone, "alice")
-    _, again = assertion(enclave, phone, "alice")
-    _, other = assertion(enclave, laptop, "alice")
+    _, first = assertion(enclave, phone, "alice", "read")
+    _, again = assertion(enclave, phone, "alice", "read")
+    _, other = assertion(enclave, laptop, "alice", "read")
     assert first == again
     assert first is not None and other is not None and first != other
 

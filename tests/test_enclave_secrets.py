@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import time
 
 import pytest
 
@@ -23,6 +24,7 @@ from portal_core.enclave import (
     PasskeyEnclave,
     PasskeyKeyStorage,
     PinVault,
+    VaultRecord,
     stretch_pin,
 )
 from portal_core.enclave.prf import unwrap_key
@@ -63,16 +65,23 @@ def test_nothing_secret_escapes(
     # Passkeys, server mode: register, write, read, and refusals around them.
     device = SoftAuthenticator()
     shown.append(register(enclave, device, "alice"))
-    response, prf_output = assertion(enclave, device, "alice")
+    response, prf_output = assertion(enclave, device, "alice", "write")
     assert prf_output is not None
     secrets_.append(prf_output)
     enclave.finish_login_write("alice", response, key)
     refused(enclave.finish_login_read, "alice", response)  # reused challenge
     for overrides in ({"origin": "https://evil.example"}, {"uv": False}, {"sign_count": 0}):
-        response, _ = assertion(enclave, device, "alice", **overrides)
+        response, _ = assertion(enclave, device, "alice", "read", **overrides)
         refused(enclave.finish_login_read, "alice", response)
-    refused(enclave.finish_login_read, "alice", device.get(enclave.begin_login("alice")))
-    response, _ = assertion(enclave, device, "alice")
+    refused(
+        enclave.finish_login_read,
+        "alice",
+        device.get(enclave.begin_login("alice", operation="read")),
+    )
+    # An assertion made for a write, presented to read.
+    response, _ = assertion(enclave, device, "alice", "write")
+    refused(enclave.finish_login_read, "alice", response)
+    response, _ = assertion(enclave, device, "alice", "read")
     assert enclave.finish_login_read("alice", response) == key
     (credential,) = enclave_store.list_credentials("alice")
     shown += [credential, enclave_store.get_key("alice", credential.credential_id, "default")]
@@ -85,14 +94,26 @@ def test_nothing_secret_escapes(
     refused(unwrap_key, os.urandom(32), b"not wrapped", user="alice", credential_id=b"c", slot="s")
 
     # The vault: enroll, wrong guesses, destruction, and after.
-    secret = vault.enroll("w.pin", parts.access_key, max_tries=3)
+    secret = vault.enroll("w.pin", parts.access_key, owner="alice", max_tries=3, params=b"p")
     secrets_.append(secret)
     wrong = stretch_pin("000000", b"s" * 16, **FAST).access_key
     for _ in range(3):
-        refused(vault.release, "w.pin", wrong)
-    refused(vault.release, "w.pin", parts.access_key)
-    refused(vault.enroll, "w.pin", parts.access_key)
-    shown += [vault.status("w.pin"), enclave_store.vault_get("w.pin")]
+        refused(vault.release, "w.pin", wrong, owner="alice")
+    refused(vault.release, "w.pin", parts.access_key, owner="alice")
+    refused(vault.enroll, "w.pin", parts.access_key, owner="alice")
+    shown += [vault.status("w.pin", owner="alice"), enclave_store.vault_get("w.pin")]
+    # A record from before owners existed, claimed by its first right access key; another
+    # caller is refused before and after.
+    legacy = os.urandom(32)
+    secrets_.append(legacy)
+    now = time.time()
+    sealed = vault._seal("w.old", 1, "", legacy, parts.access_key)
+    assert enclave_store.vault_create(VaultRecord("w.old", "", sealed, 3, 3, 1, now, now))
+    refused(vault.release, "w.old", wrong, owner="mallory")
+    assert vault.release("w.old", parts.access_key, owner="alice") == legacy
+    refused(vault.release, "w.old", parts.access_key, owner="mallory")
+    refused(vault.status, "w.old", owner="mallory")
+    shown.append(enclave_store.vault_get("w.old"))
 
     texts = [record.getMessage() for record in caplog.records]
     texts += [str(e) for e in errors] + [repr(e) for e in errors]
@@ -101,7 +122,9 @@ def test_nothing_secret_escapes(
     assert any("registered" in t for t in texts)
     assert any("wrong try" in t for t in texts)
     assert any("secret destroyed" in t for t in texts)
-    assert len(errors) == 11
+    assert any("claimed" in t for t in texts)
+    assert any("issued to write" in t for t in texts)
+    assert len(errors) == 15
     for secret_value in secrets_:
         for form in forms(secret_value):
             for text in texts:

@@ -3,6 +3,7 @@ challenge taking, compare-and-set counters, vault records and their constraints.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from portal_core.enclave import (
     EnclaveStoreError,
     KeyMode,
     KeyRecord,
+    LoginOperation,
     SqliteEnclaveStore,
     VaultRecord,
 )
@@ -52,9 +54,12 @@ def credential(user: str = "alice", cid: bytes = b"cred-1", count: int = 0) -> C
     )
 
 
-def vault_record(slot: str = "s", tries: int = 3, sealed: bytes = b"sealed") -> VaultRecord:
+def vault_record(
+    slot: str = "s", tries: int = 3, sealed: bytes = b"sealed", owner: str = "alice"
+) -> VaultRecord:
     return VaultRecord(
         slot=slot,
+        owner=owner,
         sealed=sealed,
         tries_left=tries,
         max_tries=tries,
@@ -69,7 +74,7 @@ def vault_record(slot: str = "s", tries: int = 3, sealed: bytes = b"sealed") -> 
 
 def test_schema(store: SqliteEnclaveStore) -> None:
     assert isinstance(store, EnclaveStore)
-    assert store.schema_version == len(ENCLAVE_MIGRATIONS) == 1
+    assert store.schema_version == len(ENCLAVE_MIGRATIONS) == 2
     with sqlite3.connect(store.path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -94,7 +99,7 @@ def test_shares_a_file_with_the_custodian_store(tmp_path: Path, enclave_first: b
         s.close()
     # Both open again over the same file, each at its own version, neither disturbed.
     with SqliteStore(path) as custodian, SqliteEnclaveStore(path) as enclave:
-        assert enclave.schema_version == 1
+        assert enclave.schema_version == len(ENCLAVE_MIGRATIONS)
         assert custodian.schema_version >= 1
         custodian.add_client("c-1", NOW)
         enclave.ensure_user("c-1", b"h" * 32, NOW)
@@ -111,13 +116,66 @@ def test_newer_schema_is_refused(store: SqliteEnclaveStore) -> None:
 
 def test_upgrade_applies_new_migrations(store: SqliteEnclaveStore) -> None:
     store.vault_create(vault_record())
+    following = len(ENCLAVE_MIGRATIONS) + 1
     longer = (
         *ENCLAVE_MIGRATIONS,
-        EnclaveMigration(2, "an extra table", ("CREATE TABLE enclave_extra (x INTEGER) STRICT",)),
+        EnclaveMigration(
+            following, "an extra table", ("CREATE TABLE enclave_extra (x INTEGER) STRICT",)
+        ),
     )
     with SqliteEnclaveStore(store.path, migrations=longer) as upgraded:
-        assert upgraded.schema_version == 2
+        assert upgraded.schema_version == following
         assert upgraded.vault_get("s") is not None  # records survive the upgrade
+
+
+def test_upgrade_from_version_1_keeps_the_rows(tmp_path: Path) -> None:
+    # A file written by the build before version 2: a user, a credential, a key, a vault
+    # record and an outstanding login challenge, in version 1's columns.
+    path = tmp_path / "enclave.db"
+    with SqliteEnclaveStore(path, migrations=ENCLAVE_MIGRATIONS[:1]) as old:
+        assert old.schema_version == 1
+        old.ensure_user("alice", b"a" * 32, NOW)
+        old.add_credential(credential())
+        old.put_key(KeyRecord("alice", b"cred-1", "w.b", KeyMode.SERVER, b"k", NOW, NOW))
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO enclave_vault (slot, sealed, tries_left, max_tries, generation, "
+            "created_at, updated_at) VALUES ('w.b', x'01', 7, 10, 3, ?, ?)",
+            (NOW, NOW + 1),
+        )
+        conn.execute(
+            "INSERT INTO enclave_challenges (challenge_hash, user_id, ceremony, created_at, "
+            "expires_at) VALUES (?, 'alice', 'authentication', ?, ?)",
+            (b"c" * 32, NOW, NOW + 300),
+        )
+    with SqliteEnclaveStore(path) as store:
+        assert store.schema_version == 2
+        assert store.get_user("alice").user_handle == b"a" * 32
+        assert store.get_credential(b"cred-1") == credential()
+        assert store.get_key("alice", b"cred-1", "w.b").sealed == b"k"
+        # The vault row is kept as it was, unclaimed (owner ''), with empty params...
+        assert store.vault_get("w.b") == VaultRecord(
+            "w.b", "", b"\x01", 7, 10, 3, NOW, NOW + 1, None, b""
+        )
+        # ...and open to every caller until it is claimed.
+        assert store.vault_take_try("w.b", "bob", NOW).tries_left == 6
+        assert store.vault_claim("w.b", "alice", 3, b"resealed", NOW + 2)
+        claimed = store.vault_get("w.b")
+        assert (claimed.owner, claimed.generation, claimed.tries_left) == ("alice", 4, 10)
+        assert store.vault_take_try("w.b", "bob", NOW) is None
+        # The old challenge has no operation or slot (the enclave refuses it at finish).
+        old_challenge = store.take_challenge(b"c" * 32)
+        assert (old_challenge.operation, old_challenge.slot) == (None, None)
+        assert old_challenge.ceremony is Ceremony.AUTHENTICATION
+    with sqlite3.connect(path) as conn:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(enclave_vault)")}
+        assert {"owner", "params"} <= columns
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(
+                "INSERT INTO enclave_challenges (challenge_hash, user_id, ceremony, created_at, "
+                "expires_at, operation, slot) VALUES (x'00', 'a', 'authentication', 0, 1, "
+                "'delete', 's')"
+            )
 
 
 def test_bad_paths_and_closed_store(store: SqliteEnclaveStore) -> None:
@@ -142,7 +200,7 @@ def test_challenges_are_taken_once(store: SqliteEnclaveStore) -> None:
     record = ChallengeRecord(b"h" * 32, "alice", Ceremony.AUTHENTICATION, NOW, NOW + 300)
     store.add_challenge(record, purge_before=NOW)
     taken: list[object] = []
-    barrier = threading.Barrier(12)
+    barrier = threading.Barrier(12, timeout=30)
 
     def take() -> None:
         barrier.wait()
@@ -152,9 +210,23 @@ def test_challenges_are_taken_once(store: SqliteEnclaveStore) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
     assert [t for t in taken if t is not None] == [record]
     assert taken.count(None) == 11
+
+
+def test_login_challenges_keep_their_operation_and_slot(store: SqliteEnclaveStore) -> None:
+    login = ChallengeRecord(
+        b"l" * 32, "alice", Ceremony.AUTHENTICATION, NOW, NOW + 300, LoginOperation.WRITE, "w.b"
+    )
+    registration = ChallengeRecord(b"r" * 32, "alice", Ceremony.REGISTRATION, NOW, NOW + 300)
+    store.add_challenge(login, purge_before=NOW)
+    store.add_challenge(registration, purge_before=NOW)
+    taken = store.take_challenge(b"l" * 32)
+    assert taken == login and taken.operation is LoginOperation.WRITE
+    assert store.take_challenge(b"r" * 32) == registration
+    assert registration.operation is None and registration.slot is None
 
 
 def test_expired_challenges_are_purged(store: SqliteEnclaveStore) -> None:
@@ -210,25 +282,83 @@ def test_keys_belong_to_the_credentials_user(store: SqliteEnclaveStore) -> None:
 
 
 def test_vault_take_try(store: SqliteEnclaveStore) -> None:
-    assert store.vault_take_try("missing", NOW) is None
+    assert store.vault_take_try("missing", "alice", NOW) is None
     assert store.vault_create(vault_record(tries=2))
     assert not store.vault_create(vault_record(tries=9))  # never overwritten
-    assert store.vault_take_try("s", NOW).tries_left == 1
-    assert store.vault_take_try("s", NOW).tries_left == 0
-    # No tries left (the last one was never evaluated): the secret goes on the next touch.
-    destroyed = store.vault_take_try("s", NOW + 1)
+    assert not store.vault_create(vault_record(tries=9, owner="bob"))  # by anyone
+    assert store.vault_take_try("s", "alice", NOW).tries_left == 1
+    assert store.vault_take_try("s", "alice", NOW).tries_left == 0
+    # No tries left (the last one was never evaluated): the secret goes on the next touch
+    # of its owner...
+    assert store.vault_take_try("s", "bob", NOW + 1) is None
+    assert not store.vault_get("s").destroyed
+    destroyed = store.vault_take_try("s", "alice", NOW + 1)
     assert destroyed.destroyed and destroyed.destroyed_at == NOW + 1
-    assert store.vault_take_try("s", NOW + 2) == destroyed
+    assert store.vault_take_try("s", "alice", NOW + 2) == destroyed
+    assert store.vault_take_try("s", "bob", NOW + 2) is None  # a tombstone is the owner's too
+
+
+def test_vault_tries_of_another_owner_change_nothing(store: SqliteEnclaveStore) -> None:
+    # Alice and Mallory take tries of Alice's record at once: only Alice's count, and
+    # Mallory's find nothing, in the same transaction that would have spent them.
+    store.vault_create(vault_record(tries=10))
+    results: dict[str, list[object]] = {"alice": [], "mallory": []}
+    lock = threading.Lock()
+    barrier = threading.Barrier(12, timeout=30)
+
+    def take(owner: str) -> None:
+        barrier.wait()
+        record = store.vault_take_try("s", owner, NOW)
+        with lock:
+            results[owner].append(record)
+
+    threads = [threading.Thread(target=take, args=(o,)) for o in ["alice", "mallory"] * 6]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert results["mallory"] == [None] * 6
+    assert sorted(r.tries_left for r in results["alice"]) == [4, 5, 6, 7, 8, 9]
+    assert store.vault_get("s").tries_left == 4
+
+
+def test_vault_claim(store: SqliteEnclaveStore) -> None:
+    store.vault_create(vault_record(slot="owned"))
+    store.vault_create(vault_record(slot="old", owner=""))
+    assert not store.vault_claim("owned", "bob", 1, b"x", NOW)  # already Alice's
+    assert not store.vault_claim("old", "bob", 2, b"x", NOW)  # not at that generation
+    assert not store.vault_claim("missing", "bob", 1, b"x", NOW)
+    store.vault_take_try("old", "bob", NOW)
+    assert store.vault_claim("old", "bob", 1, b"x", NOW + 1)
+    claimed = store.vault_get("old")
+    assert (claimed.owner, claimed.sealed, claimed.generation, claimed.tries_left) == (
+        "bob",
+        b"x",
+        2,
+        3,
+    )
+    assert not store.vault_claim("old", "carol", 1, b"y", NOW)  # claimed once
+    assert store.vault_get("owned").owner == "alice"
+
+
+def test_vault_params_are_stored(store: SqliteEnclaveStore) -> None:
+    record = dataclasses.replace(vault_record(), params=bytes(range(256)))
+    store.vault_create(record)
+    assert store.vault_get("s") == record
+    assert store.vault_replace("s", "alice", 1, b"new", 5, NOW)
+    assert store.vault_get("s").params == bytes(range(256))  # kept by a replacement
 
 
 def test_vault_updates_compare_the_generation(store: SqliteEnclaveStore) -> None:
     store.vault_create(vault_record(tries=3))
-    store.vault_take_try("s", NOW)
+    store.vault_take_try("s", "alice", NOW)
     assert not store.vault_reset_tries("s", 2, NOW)
     assert store.vault_reset_tries("s", 1, NOW)
     assert store.vault_get("s").tries_left == 3
-    assert not store.vault_replace("s", 2, b"new", 5, NOW)
-    assert store.vault_replace("s", 1, b"new", 5, NOW)
+    assert not store.vault_replace("s", "alice", 2, b"new", 5, NOW)
+    assert not store.vault_replace("s", "bob", 1, b"new", 5, NOW)  # not Bob's
+    assert store.vault_replace("s", "alice", 1, b"new", 5, NOW)
     record = store.vault_get("s")
     assert (record.generation, record.sealed, record.tries_left, record.max_tries) == (
         2,
@@ -239,17 +369,19 @@ def test_vault_updates_compare_the_generation(store: SqliteEnclaveStore) -> None
     assert not store.vault_destroy("s", 1, NOW)
     assert store.vault_destroy("s", 2, NOW)
     assert not store.vault_reset_tries("s", 2, NOW)  # a destroyed record stays destroyed
-    assert not store.vault_replace("s", 2, b"again", 5, NOW)
-    assert store.vault_delete("s")
-    assert not store.vault_delete("s")
+    assert not store.vault_replace("s", "alice", 2, b"again", 5, NOW)
+    assert not store.vault_delete("s", "bob")  # not Bob's: left as it is
+    assert store.vault_get("s") is not None
+    assert store.vault_delete("s", "alice")
+    assert not store.vault_delete("s", "alice")
 
 
 def test_vault_constraints(store: SqliteEnclaveStore) -> None:
     bad = [
-        VaultRecord("a", b"x", 5, 3, 1, NOW, NOW),  # more tries left than allowed
-        VaultRecord("b", b"x", 3, 256, 1, NOW, NOW),  # limit above 255
-        VaultRecord("c", None, 3, 3, 1, NOW, NOW),  # no secret, yet not marked destroyed
-        VaultRecord("d", b"x", 3, 3, 0, NOW, NOW),  # generation 0
+        VaultRecord("a", "alice", b"x", 5, 3, 1, NOW, NOW),  # more tries left than allowed
+        VaultRecord("b", "alice", b"x", 3, 256, 1, NOW, NOW),  # limit above 255
+        VaultRecord("c", "alice", None, 3, 3, 1, NOW, NOW),  # no secret, not marked destroyed
+        VaultRecord("d", "alice", b"x", 3, 3, 0, NOW, NOW),  # generation 0
     ]
     for record in bad:
         with pytest.raises(EnclaveStoreError, match="CHECK"):
@@ -266,7 +398,7 @@ def test_deleted_secrets_leave_the_files(store: SqliteEnclaveStore, how: str) ->
     if how == "destroy":
         assert store.vault_destroy("s", 1, NOW)
     else:
-        assert store.vault_delete("s")
+        assert store.vault_delete("s", "alice")
     data = Path(store.path).read_bytes()
     wal = Path(f"{store.path}-wal")
     if wal.exists():

@@ -9,12 +9,14 @@
                              origins=["https://example.com"])
     options = enclave.begin_registration("user-1")  # -> navigator.credentials.create()
     enclave.finish_registration("user-1", response)
-    options = enclave.begin_login("user-1")         # -> navigator.credentials.get()
-    key = enclave.finish_login_read("user-1", response)
+    # A login is for one operation on one slot: its assertion serves nothing else.
+    options = enclave.begin_login("user-1", operation="read", slot="w1.b1")
+    key = enclave.finish_login_read("user-1", response, slot="w1.b1")
 
-    vault = PinVault(kms, store)                    # SVR2-style, docs/vault.md
-    secret = vault.enroll(slot, access_key, max_tries=10)
-    secret = vault.release(slot, access_key)        # a wrong key spends one of the tries
+    vault = PinVault(kms, store, operator="custodian-1")  # SVR2-style, docs/vault.md
+    secret = vault.enroll(slot, access_key, owner="user-1", max_tries=10, params=digest)
+    secret = vault.release(slot, access_key, owner="user-1")  # a wrong key spends a try;
+                                                    # another owner finds no slot
 
 The passkey half needs the ``webauthn`` package (``pip install 'portal-core[enclave]'``);
 the vault half does not. Designs and threat models: ``docs/passkey.md``, ``docs/vault.md``.
@@ -58,6 +60,7 @@ from portal_core.enclave.records import (
     CredentialRecord,
     KeyMode,
     KeyRecord,
+    LoginOperation,
     UserRecord,
     VaultRecord,
 )
@@ -112,6 +115,7 @@ __all__ = [
     "KeyMode",
     "KeyNotStored",
     "KeyRecord",
+    "LoginOperation",
     "MalformedResponse",
     "NoCredentials",
     "OriginMismatch",

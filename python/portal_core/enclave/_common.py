@@ -29,12 +29,14 @@ class SealingKms(Protocol):
     def open(self, sealed: Any, *, context: Mapping[str, str] | None) -> bytes: ...
 
 
-def check_user(user: object) -> str:
-    """Raises TypeError / ValueError for a user id that is not a short printable str."""
+def check_user(user: object, *, what: str = "the user id") -> str:
+    """Raises TypeError / ValueError for a user id that is not a short printable str
+    (``what`` names the argument in the message: a vault owner or operator is checked
+    the same way)."""
     if not isinstance(user, str):
-        raise TypeError(f"the user id must be a str, not {type(user).__name__}")
+        raise TypeError(f"{what} must be a str, not {type(user).__name__}")
     if not 1 <= len(user) <= _MAX_USER_LEN or not user.isprintable():
-        raise ValueError(f"the user id must be 1 to {_MAX_USER_LEN} printable characters")
+        raise ValueError(f"{what} must be 1 to {_MAX_USER_LEN} printable characters")
     return user
 
 

@@ -24,7 +24,7 @@ from portal_core.enclave._common import DEFAULT_SLOT, check_slot, check_user
 from portal_core.enclave.errors import PrfUnavailable
 from portal_core.enclave.passkey import CredentialInfo, PasskeyEnclave
 from portal_core.enclave.prf import split_prf_output, unwrap_key, wrap_key
-from portal_core.enclave.records import KeyMode
+from portal_core.enclave.records import KeyMode, LoginOperation
 
 __all__ = [
     "PasskeyDevice",
@@ -46,8 +46,12 @@ class PasskeyEnclaveApi(Protocol):
         """``PUT /v1/enclave/passkeys/registration``: registers the new passkey."""
         ...
 
-    def begin_login(self, user: str) -> dict[str, Any]:
-        """``POST /v1/enclave/passkeys/login``: request options, one login."""
+    def begin_login(
+        self, user: str, *, operation: LoginOperation | str, slot: str = ...
+    ) -> dict[str, Any]:
+        """``POST /v1/enclave/passkeys/login`` (with the operation, ``read`` or ``write``,
+        and the slot): request options for one login, whose assertion only that operation
+        on that slot accepts."""
         ...
 
     def finish_login_read(self, user: str, response: Any, *, slot: str = ...) -> bytes:
@@ -118,10 +122,10 @@ class PasskeyKeyStorage:
         response, _ = split_prf_output(self.device.create(options))
         return self.enclave.finish_registration(self.user, response)
 
-    def _login(self) -> tuple[dict[str, Any], bytes, bytes | None]:
-        """One assertion: the response to send, its credential id, and the PRF output
-        (kept here)."""
-        options = self.enclave.begin_login(self.user)
+    def _login(self, operation: LoginOperation) -> tuple[dict[str, Any], bytes, bytes | None]:
+        """One assertion, for ``operation`` on this slot: the response to send, its
+        credential id, and the PRF output (kept here)."""
+        options = self.enclave.begin_login(self.user, operation=operation, slot=self.slot)
         response, prf_output = split_prf_output(self.device.get(options))
         credential_id = PasskeyEnclave.credential_id_of(response)
         if self.mode is KeyMode.PRF and prf_output is None:
@@ -145,7 +149,7 @@ class PasskeyKeyStorage:
             NoValidBackup subclasses (KeyNotStored, NoCredentials); the enclave's refusals;
             DecryptFailed: a PRF-wrapped key that does not open with this passkey.
         """
-        response, credential_id, prf_output = self._login()
+        response, credential_id, prf_output = self._login(LoginOperation.READ)
         value = self.enclave.finish_login_read(self.user, response, slot=self.slot)
         if self.mode is KeyMode.SERVER:
             return value
@@ -156,7 +160,7 @@ class PasskeyKeyStorage:
 
     def write(self, key: bytes) -> None:
         """Stores the key (one passkey prompt; wrapped on the device first in PRF mode)."""
-        response, credential_id, prf_output = self._login()
+        response, credential_id, prf_output = self._login(LoginOperation.WRITE)
         value = key
         if self.mode is KeyMode.PRF:
             assert prf_output is not None

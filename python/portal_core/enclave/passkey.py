@@ -7,6 +7,10 @@ service needs around them:
 * challenges that are random, single-use and expiring, stored by hash and taken out of the
   store atomically before anything else is checked, so a response is verified at most
   once and two concurrent finishes of one ceremony cannot both succeed;
+* login challenges bound to what they authorise: ``begin_login`` records the operation
+  (read or write) and the slot, and each finish accepts only a challenge issued for its
+  own operation and slot, so an assertion given to write one slot cannot read it, nor
+  any other slot;
 * typed refusals for each check (challenge, origin, RP id, UP/UV flags, sign counter,
   unknown credential, credential of another user), each checked here before the full
   verification by py_webauthn, which checks them again along with the signature;
@@ -99,6 +103,7 @@ from portal_core.enclave.records import (
     CredentialRecord,
     KeyMode,
     KeyRecord,
+    LoginOperation,
 )
 from portal_core.enclave.store import EnclaveStore
 from portal_core.exceptions import InvalidEnvelope
@@ -237,6 +242,15 @@ def _refuse_prf_results(data: Mapping[str, Any]) -> None:
         )
 
 
+def _operation(value: object) -> LoginOperation:
+    if not isinstance(value, str):
+        raise TypeError(f"operation must be 'read' or 'write', not {type(value).__name__}")
+    try:
+        return LoginOperation(value)
+    except ValueError:
+        raise ValueError(f"operation must be 'read' or 'write', not {value[:40]!r}") from None
+
+
 def _transports(values: Iterable[str]) -> list[AuthenticatorTransport]:
     out = []
     for value in values:
@@ -319,7 +333,13 @@ class PasskeyEnclave:
 
     # -- challenges -----------------------------------------------------------------------
 
-    def _new_challenge(self, user: str, ceremony: Ceremony) -> bytes:
+    def _new_challenge(
+        self,
+        user: str,
+        ceremony: Ceremony,
+        operation: LoginOperation | None = None,
+        slot: str | None = None,
+    ) -> bytes:
         challenge = secrets.token_bytes(_CHALLENGE_LEN)
         now = self._clock()
         # Stored by hash: a copy of the store does not hold live challenges.
@@ -330,14 +350,24 @@ class PasskeyEnclave:
                 ceremony=ceremony,
                 created_at=now,
                 expires_at=now + self.challenge_ttl,
+                operation=operation,
+                slot=slot,
             ),
             purge_before=now,
         )
         return challenge
 
-    def _take_challenge(self, user: str, challenge: bytes, ceremony: Ceremony) -> bytes:
+    def _take_challenge(
+        self,
+        user: str,
+        challenge: bytes,
+        ceremony: Ceremony,
+        operation: LoginOperation | None = None,
+        slot: str | None = None,
+    ) -> bytes:
         """Spends the response's challenge before anything else is checked (WebAuthn L3
-        §13.4.3: a challenge is used once), then checks whose and what it was."""
+        §13.4.3: a challenge is used once), then checks whose and what it was: the user,
+        the ceremony, and for a login the operation and slot it was issued for."""
         record = self._store.take_challenge(hashlib.sha256(challenge).digest())
         if record is None:
             raise ChallengeRejected(
@@ -351,6 +381,27 @@ class PasskeyEnclave:
                 f"the response's challenge was issued for {record.ceremony.value}, "
                 f"not {ceremony.value}"
             )
+        if operation is not None:
+            if record.operation is None:
+                raise ChallengeRejected(
+                    "the response's challenge was issued before logins named their operation "
+                    "and slot: begin again"
+                )
+            if record.operation != operation or record.slot != slot:
+                log.info(
+                    "assertion refused for user %r: challenge issued for %s of slot %r, "
+                    "presented for %s of slot %r",
+                    user,
+                    record.operation.value,
+                    record.slot,
+                    operation.value,
+                    slot,
+                )
+                raise ChallengeRejected(
+                    f"the response's challenge was issued to {record.operation.value} slot "
+                    f"{record.slot!r}, not to {operation.value} slot {slot!r}: begin a login "
+                    "for this operation and slot"
+                )
         if self._clock() >= record.expires_at:
             raise ChallengeRejected(
                 f"the response's challenge expired (challenges are valid for "
@@ -494,19 +545,28 @@ class PasskeyEnclave:
 
     # -- authentication (WebAuthn L3 §7.2) -------------------------------------------------
 
-    def begin_login(self, user: str) -> dict[str, Any]:
-        """``PublicKeyCredentialRequestOptions`` (as JSON, WebAuthn L3 §5.5) for one login
-        (read or write): a fresh challenge, the user's credentials, and for each the PRF
-        input to evaluate (``extensions.prf.evalByCredential``, WebAuthn L3 §10.1.4).
+    def begin_login(
+        self, user: str, *, operation: LoginOperation | str, slot: str = DEFAULT_SLOT
+    ) -> dict[str, Any]:
+        """``PublicKeyCredentialRequestOptions`` (as JSON, WebAuthn L3 §5.5) for one login:
+        a fresh challenge, the user's credentials, and for each the PRF input to evaluate
+        (``extensions.prf.evalByCredential``, WebAuthn L3 §10.1.4).
+
+        The challenge is bound to ``operation`` (``"read"`` or ``"write"``) and ``slot``:
+        only :meth:`finish_login_read` (for READ) or :meth:`finish_login_write` (for
+        WRITE) of that slot accepts the assertion made on it.
 
         Raises:
             NoCredentials: the user has registered no passkey.
+            TypeError / ValueError: a bad user, operation or slot.
         """
         check_user(user)
+        check_slot(slot)
+        operation = _operation(operation)
         credentials = self._store.list_credentials(user)
         if not credentials:
             raise NoCredentials(f"user {user!r} has no registered passkey: register one first")
-        challenge = self._new_challenge(user, Ceremony.AUTHENTICATION)
+        challenge = self._new_challenge(user, Ceremony.AUTHENTICATION, operation, slot)
         options = generate_authentication_options(
             rp_id=self.rp_id,
             challenge=challenge,
@@ -530,9 +590,12 @@ class PasskeyEnclave:
         }
         return out
 
-    def _assert(self, user: str, response: Any) -> CredentialRecord:
-        """Verifies an assertion for ``user`` (WebAuthn L3 §7.2) and advances the
-        credential's counter; returns the credential."""
+    def _assert(
+        self, user: str, response: Any, operation: LoginOperation, slot: str
+    ) -> CredentialRecord:
+        """Verifies an assertion for ``user`` made on a challenge issued for ``operation``
+        of ``slot`` (WebAuthn L3 §7.2) and advances the credential's counter; returns the
+        credential."""
         data = _as_dict(response)
         _refuse_prf_results(data)
         try:
@@ -541,7 +604,9 @@ class PasskeyEnclave:
             auth = parse_authenticator_data(credential.response.authenticator_data)
         except (WebAuthnException, ValueError, TypeError, KeyError):
             raise MalformedResponse("the authentication response does not parse") from None
-        challenge = self._take_challenge(user, client.challenge, Ceremony.AUTHENTICATION)
+        challenge = self._take_challenge(
+            user, client.challenge, Ceremony.AUTHENTICATION, operation, slot
+        )
         # WebAuthn L3 §7.2: the credential must be one of this user's, and a user handle, if
         # the response has one, this user's.
         record = self._store.get_credential(credential.raw_id)
@@ -629,10 +694,13 @@ class PasskeyEnclave:
     def finish_login_read(self, user: str, response: Any, *, slot: str = DEFAULT_SLOT) -> bytes:
         """Verifies the assertion and returns the key stored in ``slot`` under the asserted
         credential: the key itself (``SERVER`` mode) or the device's wrapped value (``PRF``
-        mode, for :func:`portal_core.enclave.prf.unwrap_key`).
+        mode, for :func:`portal_core.enclave.prf.unwrap_key`). The assertion must answer a
+        challenge from ``begin_login(user, operation="read", slot=slot)``.
 
         Raises:
-            every refusal of :meth:`finish_registration` that applies to assertions;
+            every refusal of :meth:`finish_registration` that applies to assertions
+            (ChallengeRejected also for a challenge issued for a write, or for another
+            slot);
             UnknownCredential; CredentialNotOwned; SignCountNotIncreasing;
             KeyNotStored: nothing stored in this slot under this credential;
             SealedRecordInvalid: the stored record was altered or moved;
@@ -640,7 +708,7 @@ class PasskeyEnclave:
         """
         check_user(user)
         check_slot(slot)
-        record = self._assert(user, response)
+        record = self._assert(user, response, LoginOperation.READ, slot)
         stored = self._store.get_key(user, record.credential_id, slot)
         if stored is None:
             raise KeyNotStored(
@@ -667,7 +735,8 @@ class PasskeyEnclave:
         mode: KeyMode | str = KeyMode.SERVER,
     ) -> None:
         """Verifies the assertion and stores ``key`` in ``slot`` under the asserted
-        credential, sealed under the KMS KEK, replacing what was there.
+        credential, sealed under the KMS KEK, replacing what was there. The assertion must
+        answer a challenge from ``begin_login(user, operation="write", slot=slot)``.
 
         In ``PRF`` mode ``key`` must be the device's wrapped value
         (:func:`portal_core.enclave.prf.wrap_key`): a raw key is refused, since storing it
@@ -698,7 +767,7 @@ class PasskeyEnclave:
                     "in PRF mode the key must be the device's wrapped value "
                     "(portal_core.enclave.prf.wrap_key), not a raw key"
                 )
-        record = self._assert(user, response)
+        record = self._assert(user, response, LoginOperation.WRITE, slot)
         now = self._clock()
         sealed = self._kms.seal(
             self.key_name, value, context=self._context(user, record.credential_id, slot, mode)

@@ -15,6 +15,7 @@ __all__ = [
     "CredentialRecord",
     "KeyMode",
     "KeyRecord",
+    "LoginOperation",
     "UserRecord",
     "VaultRecord",
 ]
@@ -25,6 +26,15 @@ class Ceremony(StrEnum):
 
     REGISTRATION = "registration"
     AUTHENTICATION = "authentication"
+
+
+class LoginOperation(StrEnum):
+    """What a login challenge was issued to authorise (docs/passkey.md): reading the key
+    of one slot, or writing it. The finish checks it, so an assertion obtained for one
+    operation cannot be spent on the other, nor on another slot."""
+
+    READ = "read"
+    WRITE = "write"
 
 
 class KeyMode(StrEnum):
@@ -77,13 +87,20 @@ class CredentialRecord:
 
 @dataclass(frozen=True)
 class ChallengeRecord:
-    """An outstanding challenge, stored under SHA-256 of its value: single-use, expiring."""
+    """An outstanding challenge, stored under SHA-256 of its value: single-use, expiring.
+
+    ``operation`` and ``slot``: what a login challenge authorises (None for a registration
+    challenge, and for login challenges stored before schema version 2, which no finish
+    accepts).
+    """
 
     challenge_hash: bytes
     user_id: str
     ceremony: Ceremony
     created_at: float
     expires_at: float
+    operation: LoginOperation | None = None
+    slot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,13 +121,18 @@ class KeyRecord:
 class VaultRecord:
     """A guess-limited vault record (docs/vault.md).
 
-    ``sealed``: the KMS blob holding the secret and the access key's verifier, or None
-    once the secret is destroyed. ``tries_left``: tries before destruction (each try is
-    counted before it is evaluated). ``generation``: bumped when the record is replaced;
-    bound into the blob's context and compared on every update.
+    ``owner``: the caller the slot belongs to, bound into the blob's context; ``""`` for a
+    record written before schema version 2, not yet claimed (its blob has no owner in its
+    context). ``sealed``: the KMS blob holding the secret and the access key's verifier,
+    or None once the secret is destroyed. ``tries_left``: tries before destruction (each
+    try is counted before it is evaluated). ``generation``: bumped when the record is
+    replaced or claimed; bound into the blob's context and compared on every update.
+    ``params``: an opaque public value (0 to 256 bytes) the client stored at enrolment,
+    kept in clear beside the blob.
     """
 
     slot: str
+    owner: str
     sealed: bytes | None = field(repr=False)
     tries_left: int
     max_tries: int
@@ -118,6 +140,7 @@ class VaultRecord:
     created_at: float
     updated_at: float
     destroyed_at: float | None = None
+    params: bytes = b""
 
     @property
     def destroyed(self) -> bool:

@@ -27,6 +27,7 @@ from portal_core.enclave.records import (
     CredentialRecord,
     KeyMode,
     KeyRecord,
+    LoginOperation,
     UserRecord,
     VaultRecord,
 )
@@ -106,6 +107,21 @@ ENCLAVE_MIGRATIONS: tuple[EnclaveMigration, ...] = (
             ) STRICT""",
         ),
     ),
+    # Issue 8, items 3 and 4. Rows written before keep owner '' (unclaimed: the first
+    # caller with the right access key claims them) and challenges keep operation NULL
+    # (refused at finish). Every new query looks rows up by their primary key, so no
+    # index is needed.
+    EnclaveMigration(
+        2,
+        "vault records get an owner and public params; login challenges their operation and slot",
+        (
+            "ALTER TABLE enclave_vault ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE enclave_vault ADD COLUMN params BLOB NOT NULL DEFAULT x''",
+            "ALTER TABLE enclave_challenges ADD COLUMN operation TEXT "
+            "CHECK (operation IS NULL OR operation IN ('read', 'write'))",
+            "ALTER TABLE enclave_challenges ADD COLUMN slot TEXT",
+        ),
+    ),
 )
 
 assert [m.version for m in ENCLAVE_MIGRATIONS] == list(range(1, len(ENCLAVE_MIGRATIONS) + 1))
@@ -115,8 +131,12 @@ _CREDENTIAL_COLUMNS = (
     "backup_eligible, backed_up, prf_salt, prf_enabled, created_at, last_used_at"
 )
 _VAULT_COLUMNS = (
-    "slot, sealed, tries_left, max_tries, generation, created_at, updated_at, destroyed_at"
+    "slot, owner, sealed, tries_left, max_tries, generation, created_at, updated_at, "
+    "destroyed_at, params"
 )
+_CHALLENGE_COLUMNS = "challenge_hash, user_id, ceremony, created_at, expires_at, operation, slot"
+# A record of the caller, or one written before owners existed and not yet claimed.
+_OWNED = "slot = ? AND owner IN (?, '')"
 
 
 def _credential(row: sqlite3.Row) -> CredentialRecord:
@@ -221,15 +241,16 @@ class SqliteEnclaveStore(SqliteDatabase):
         with self._tx() as conn:
             conn.execute("DELETE FROM enclave_challenges WHERE expires_at < ?", (purge_before,))
             conn.execute(
-                "INSERT INTO enclave_challenges "
-                "(challenge_hash, user_id, ceremony, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO enclave_challenges ({_CHALLENGE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.challenge_hash,
                     record.user_id,
                     record.ceremony.value,
                     record.created_at,
                     record.expires_at,
+                    None if record.operation is None else LoginOperation(record.operation).value,
+                    record.slot,
                 ),
             )
 
@@ -238,8 +259,8 @@ class SqliteEnclaveStore(SqliteDatabase):
         # same challenge, exactly one gets the row.
         with self._tx() as conn:
             row = conn.execute(
-                "DELETE FROM enclave_challenges WHERE challenge_hash = ? "
-                "RETURNING challenge_hash, user_id, ceremony, created_at, expires_at",
+                f"DELETE FROM enclave_challenges WHERE challenge_hash = ? "
+                f"RETURNING {_CHALLENGE_COLUMNS}",
                 (challenge_hash,),
             ).fetchone()
         if row is None:
@@ -250,6 +271,8 @@ class SqliteEnclaveStore(SqliteDatabase):
             ceremony=Ceremony(row["ceremony"]),
             created_at=row["created_at"],
             expires_at=row["expires_at"],
+            operation=None if row["operation"] is None else LoginOperation(row["operation"]),
+            slot=row["slot"],
         )
 
     # -- credentials ----------------------------------------------------------------------
@@ -365,10 +388,11 @@ class SqliteEnclaveStore(SqliteDatabase):
     def vault_create(self, record: VaultRecord) -> bool:
         with self._tx() as conn:
             cur = conn.execute(
-                f"INSERT INTO enclave_vault ({_VAULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (slot) DO NOTHING",
+                f"INSERT INTO enclave_vault ({_VAULT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (slot) DO NOTHING",
                 (
                     record.slot,
+                    record.owner,
                     record.sealed,
                     record.tries_left,
                     record.max_tries,
@@ -376,6 +400,7 @@ class SqliteEnclaveStore(SqliteDatabase):
                     record.created_at,
                     record.updated_at,
                     record.destroyed_at,
+                    bytes(record.params),
                 ),
             )
             return cur.rowcount == 1
@@ -384,13 +409,15 @@ class SqliteEnclaveStore(SqliteDatabase):
         rows = self._read(f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,))
         return _vault(rows[0]) if rows else None
 
-    def vault_take_try(self, slot: str, now: float) -> VaultRecord | None:
+    def vault_take_try(self, slot: str, owner: str, now: float) -> VaultRecord | None:
         destroyed = False
         # BEGIN IMMEDIATE takes the write lock before the read: concurrent tries, from any
         # thread or process, run one after another, each seeing the previous decrement.
+        # The owner is part of the lookup, in the same transaction: a caller who is not
+        # the owner finds no row, and so can neither spend a try nor destroy the secret.
         with self._tx() as conn:
             row = conn.execute(
-                f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,)
+                f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE {_OWNED}", (slot, owner)
             ).fetchone()
             if row is None or row["sealed"] is None:
                 return None if row is None else _vault(row)
@@ -425,6 +452,21 @@ class SqliteEnclaveStore(SqliteDatabase):
             )
             return cur.rowcount == 1
 
+    def vault_claim(
+        self, slot: str, owner: str, generation: int, sealed: bytes, now: float
+    ) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE enclave_vault SET owner = ?, sealed = ?, tries_left = max_tries, "
+                "generation = generation + 1, updated_at = ? "
+                "WHERE slot = ? AND owner = '' AND generation = ? AND sealed IS NOT NULL",
+                (owner, sealed, now, slot, generation),
+            )
+            done = cur.rowcount == 1
+        if done:
+            self._scrub_journal()
+        return done
+
     def vault_destroy(self, slot: str, generation: int, now: float) -> bool:
         with self._tx() as conn:
             cur = conn.execute(
@@ -438,23 +480,24 @@ class SqliteEnclaveStore(SqliteDatabase):
         return done
 
     def vault_replace(
-        self, slot: str, generation: int, sealed: bytes, max_tries: int, now: float
+        self, slot: str, owner: str, generation: int, sealed: bytes, max_tries: int, now: float
     ) -> bool:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE enclave_vault SET sealed = ?, tries_left = ?, max_tries = ?, "
                 "generation = generation + 1, updated_at = ? "
-                "WHERE slot = ? AND generation = ? AND sealed IS NOT NULL",
-                (sealed, max_tries, max_tries, now, slot, generation),
+                "WHERE slot = ? AND owner = ? AND generation = ? AND sealed IS NOT NULL",
+                (sealed, max_tries, max_tries, now, slot, owner, generation),
             )
             done = cur.rowcount == 1
         if done:
             self._scrub_journal()
         return done
 
-    def vault_delete(self, slot: str) -> bool:
+    def vault_delete(self, slot: str, owner: str) -> bool:
         with self._tx() as conn:
-            done = conn.execute("DELETE FROM enclave_vault WHERE slot = ?", (slot,)).rowcount == 1
+            cur = conn.execute(f"DELETE FROM enclave_vault WHERE {_OWNED}", (slot, owner))
+            done = cur.rowcount == 1
         if done:
             self._scrub_journal()
         return done

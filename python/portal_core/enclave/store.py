@@ -6,7 +6,9 @@ Two operations carry the enclave's security and must be atomic in any implementa
   concurrent finishes of the same ceremony cannot both obtain it (single use).
 * :meth:`EnclaveStore.vault_take_try` decrements a vault record's tries counter, durably,
   in one serialised transaction, *before* the caller evaluates the try: concurrent wrong
-  guesses cannot exceed the limit, and a crash after it still counts the try.
+  guesses cannot exceed the limit, and a crash after it still counts the try. The record's
+  owner is checked in that same transaction: a caller who does not own the slot finds
+  nothing, and spends nothing.
 
 Times are passed in by the caller (seconds since the epoch): the store has no clock, so
 tests can move time.
@@ -105,17 +107,24 @@ class EnclaveStore(Protocol):
         ...
 
     # -- the guess-limited vault ----------------------------------------------------------
+    #
+    # ``owner`` arguments: a record matches its owner, and a record written before owners
+    # existed (owner ``""``, not yet claimed) matches every owner.
 
     def vault_create(self, record: VaultRecord) -> bool:
-        """Stores a new record; False (and nothing changed) if the slot has one."""
+        """Stores a new record (owner and params included); False (and nothing changed) if
+        the slot has one, whoever owns it."""
         ...
 
-    def vault_get(self, slot: str) -> VaultRecord | None: ...
+    def vault_get(self, slot: str) -> VaultRecord | None:
+        """The slot's record, whoever owns it (the caller checks the owner)."""
+        ...
 
-    def vault_take_try(self, slot: str, now: float) -> VaultRecord | None:
-        """Spends one try, durably, before the caller evaluates it.
+    def vault_take_try(self, slot: str, owner: str, now: float) -> VaultRecord | None:
+        """Spends one try of ``owner``'s record, durably, before the caller evaluates it.
 
-        In one serialised write transaction: no record -> None; a destroyed record -> it,
+        In one serialised write transaction: no record of ``owner`` (none at all, or
+        another owner's) -> None, and nothing changed; a destroyed record -> it,
         unchanged; a record with no tries left -> its secret is destroyed and the
         destroyed record returned; otherwise ``tries_left`` is decremented and the record
         as it is after the decrement is returned. The transaction is committed (and
@@ -128,18 +137,30 @@ class EnclaveStore(Protocol):
         still at ``generation`` and not destroyed; False otherwise."""
         ...
 
+    def vault_claim(
+        self, slot: str, owner: str, generation: int, sealed: bytes, now: float
+    ) -> bool:
+        """Gives an unclaimed record (owner ``""``) to ``owner`` after a right guess: sets
+        the owner, replaces the blob with ``sealed`` (the same secret, sealed for
+        ``generation + 1`` with the owner bound), bumps the generation and restores the
+        tries, if the record is still unclaimed, at ``generation`` and not destroyed;
+        False otherwise."""
+        ...
+
     def vault_destroy(self, slot: str, generation: int, now: float) -> bool:
         """Deletes the sealed secret (the row keeps only its counters, as a tombstone) if
         the record is at ``generation``; False otherwise."""
         ...
 
     def vault_replace(
-        self, slot: str, generation: int, sealed: bytes, max_tries: int, now: float
+        self, slot: str, owner: str, generation: int, sealed: bytes, max_tries: int, now: float
     ) -> bool:
-        """Replaces the secret of a live record at ``generation`` with ``sealed`` (made for
-        ``generation + 1``) and a full tries counter; False if the record moved on."""
+        """Replaces the secret of ``owner``'s live record at ``generation`` with ``sealed``
+        (made for ``generation + 1``) and a full tries counter, keeping its params; False
+        if the record moved on or is not ``owner``'s."""
         ...
 
-    def vault_delete(self, slot: str) -> bool:
-        """Deletes the record, secret and tombstone alike; whether there was one."""
+    def vault_delete(self, slot: str, owner: str) -> bool:
+        """Deletes ``owner``'s record, secret and tombstone alike; whether there was one
+        (another owner's record is left as it is)."""
         ...
