@@ -11,6 +11,7 @@ import hmac
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from portal_core.store import SqliteStore
 FAST = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
 PASSWORD = "plover quartz cabinet 7"
 OTHER_PASSWORD = "marble heron lantern 4"
+# The operator identities the test custodians are configured with.
+CUSTODIAN_OPERATOR = "custodian-op"
+INTEGRATOR_OPERATOR = "integrator-op"
 
 
 class Crash(BaseException):
@@ -64,25 +68,47 @@ class CrashAt:
             raise Crash(name)
 
 
-class FakeVault:
-    """An in-memory guess-limited vault with the interface the enclave issue will implement:
-    enough to exercise the seam (PINs accepted only with a vault, the key depending on it)."""
+@dataclass(frozen=True)
+class FakeSlot:
+    tries_left: int
+    params: bytes
 
-    def __init__(self) -> None:
+
+class FakeVault:
+    """An in-memory guess-limited vault with the enclave's interface (slots owned by their
+    client, params recorded at enrolment), run by ``operator``: enough to exercise the seam.
+    ``released`` counts the access keys it was sent."""
+
+    def __init__(self, operator: str = "vault-op") -> None:
+        self.operator = operator
         self.slots: dict[str, dict[str, Any]] = {}
+        self.released: list[bytes] = []
         self.lock = threading.Lock()
 
-    def enroll(self, slot: str, access_key: bytes, *, max_tries: int) -> bytes:
+    def enroll(
+        self, slot: str, access_key: bytes, *, owner: str, max_tries: int, params: bytes
+    ) -> bytes:
         secret = uuid.uuid4().bytes * 2
         with self.lock:
-            self.slots[slot] = {"access": bytes(access_key), "secret": secret, "tries": max_tries}
+            self.slots[slot] = {
+                "access": bytes(access_key),
+                "secret": secret,
+                "tries": max_tries,
+                "owner": owner,
+                "params": bytes(params),
+            }
         return secret
 
-    def release(self, slot: str, access_key: bytes) -> bytes:
+    def _entry(self, slot: str, owner: str) -> dict[str, Any]:
+        entry = self.slots.get(slot)
+        if entry is None or entry["owner"] != owner:
+            raise NoValidBackup(f"no vault secret for {slot!r}")
+        return entry
+
+    def release(self, slot: str, access_key: bytes, *, owner: str) -> bytes:
         with self.lock:
-            entry = self.slots.get(slot)
-            if entry is None:
-                raise NoValidBackup(f"no vault secret for {slot!r}")
+            entry = self._entry(slot, owner)
+            self.released.append(bytes(access_key))
             if not hmac.compare_digest(entry["access"], bytes(access_key)):
                 entry["tries"] -= 1
                 if entry["tries"] <= 0:
@@ -91,9 +117,15 @@ class FakeVault:
                 raise DecryptFailed(f"wrong PIN: {entry['tries']} tries left")
             return entry["secret"]
 
-    def delete(self, slot: str) -> None:
+    def status(self, slot: str, *, owner: str) -> FakeSlot:
         with self.lock:
-            self.slots.pop(slot, None)
+            entry = self._entry(slot, owner)
+            return FakeSlot(entry["tries"], entry["params"])
+
+    def delete(self, slot: str, *, owner: str) -> None:
+        with self.lock:
+            if slot in self.slots and self.slots[slot]["owner"] == owner:
+                del self.slots[slot]
 
 
 class DictStorage:
@@ -139,6 +171,9 @@ class World:
     ) -> LocalCustodian:
         store = SqliteStore(self.db, checkpoint=checkpoint)
         self.stores.append(store)
+        kw.setdefault("operator", CUSTODIAN_OPERATOR)
+        if self.integrator is not None:
+            kw.setdefault("integrator_operator", INTEGRATOR_OPERATOR)
         return LocalCustodian(
             self.kms,
             store,

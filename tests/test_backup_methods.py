@@ -3,19 +3,21 @@ the cipher-text document, progress orders. No HSM needed."""
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 
 import pytest
 
 from backup_helpers import FAST, FakeVault
-from portal_core import envelope
+from portal_core import envelope, kdf
 from portal_core.backup import (
     BACKUP_ORDER,
     OWASP_ARGON2,
     RECOVERY_ORDER,
     Argon2Params,
     FileKeyStorage,
+    Keepers,
     KeyBinding,
     KeyStorage,
     PasswordMethod,
@@ -29,13 +31,18 @@ from portal_core.backup.methods import check_method
 from portal_core.backup.progress import Progress
 from portal_core.exceptions import (
     DecryptFailed,
+    KdfParametersRefused,
     NoValidBackup,
     PasswordRequired,
     UnsupportedBackupMethod,
+    VaultNotIndependent,
     WeakPassword,
 )
 
 BINDING = KeyBinding("client-1", "wallet-1", "backup-1", "PASSWORD")
+# A backup whose halves the custodian keeps, with a vault run by someone else.
+KEEPERS = Keepers(custodian="custodian-op", cipher_text="custodian-op")
+VAULTED = KeyBinding("client-1", "wallet-1", "backup-1", "PASSWORD", KEEPERS)
 
 
 # -- the password policy -----------------------------------------------------------------
@@ -129,9 +136,13 @@ def test_password_key_is_derived_again_from_its_parameters():
     method.validate_operations(new=True)
     new = method.new_key(BINDING)
     assert new.params["kdf"] == "argon2id" and len(new.params["kdf.salt"]) >= 22
-    again = PasswordMethod("correct horse battery staple").recover_key(BINDING, new.params)
+    again = PasswordMethod("correct horse battery staple", argon2=FAST).recover_key(
+        BINDING, new.params
+    )
     assert again == new.key and len(again) == 32
-    other = PasswordMethod("correct horse battery stable").recover_key(BINDING, new.params)
+    other = PasswordMethod("correct horse battery stable", argon2=FAST).recover_key(
+        BINDING, new.params
+    )
     assert other != new.key
     # A fresh salt each backup: the same password gives another key.
     assert method.new_key(BINDING).key != new.key
@@ -140,24 +151,92 @@ def test_password_key_is_derived_again_from_its_parameters():
 def test_unicode_passwords_are_normalised():
     composed, decomposed = "caf\u00e9 au lait 42", "cafe\u0301 au lait 42"
     new = PasswordMethod(composed, argon2=FAST).new_key(BINDING)
-    assert PasswordMethod(decomposed).recover_key(BINDING, new.params) == new.key
+    assert PasswordMethod(decomposed, argon2=FAST).recover_key(BINDING, new.params) == new.key
 
 
 def test_vault_key_needs_both_the_pin_and_the_vault_secret():
     vault = FakeVault()
     method = PasswordMethod("482193", argon2=FAST, vault=vault)
-    method.validate_operations(new=True)
-    new = method.new_key(BINDING)
-    assert new.params["vault"] == "1"
-    assert PasswordMethod("482193", vault=vault).recover_key(BINDING, new.params) == new.key
+    method.validate_operations(new=True, keepers=KEEPERS)
+    new = method.new_key(VAULTED)
+    assert new.params["vault"] == "1" and new.params["vault.operator"] == "vault-op"
+
+    def recover(pin: str, vault: FakeVault | None = vault) -> bytearray:
+        return PasswordMethod(pin, argon2=FAST, vault=vault).recover_key(BINDING, new.params)
+
+    assert recover("482193") == new.key
     with pytest.raises(DecryptFailed, match="9 tries left"):
-        PasswordMethod("111111", vault=vault).recover_key(BINDING, new.params)
-    # Without the vault the PIN alone is refused outright.
+        recover("111111")
+    # Without the vault the PIN alone is refused outright; another operator's vault too.
     with pytest.raises(UnsupportedBackupMethod, match="guess-limited PIN vault"):
-        PasswordMethod("482193").recover_key(BINDING, new.params)
+        recover("482193", vault=None)
+    with pytest.raises(UnsupportedBackupMethod, match="operator 'vault-op'"):
+        recover("482193", vault=FakeVault("another-op"))
+    # The slot answers its owner only.
+    with pytest.raises(NoValidBackup):
+        PasswordMethod("482193", argon2=FAST, vault=vault).recover_key(
+            KeyBinding("client-2", "wallet-1", "backup-1", "PASSWORD"), new.params
+        )
     method.discard_key(BINDING)
     with pytest.raises(NoValidBackup):
+        recover("482193")
+
+
+@pytest.mark.parametrize(
+    ("keepers", "why"),
+    [
+        (Keepers("vault-op", "vault-op"), "also runs the custodian"),
+        (Keepers("custodian-op", "vault-op"), "also keeps the backup's cipher text"),
+        (Keepers(None, None), "does not name its operator"),
+        (Keepers("custodian-op", None), "does not name its operator"),
+    ],
+)
+def test_a_pin_behind_a_vault_its_keepers_run_is_refused(keepers, why):
+    # The vault's operator, if it also keeps the cipher text or the custodian's share (or
+    # cannot be shown not to), could test every PIN offline: the vault protects nothing.
+    vault = FakeVault("vault-op")
+    method = PasswordMethod("482193", argon2=FAST, vault=vault)
+    with pytest.raises(VaultNotIndependent, match=why) as caught:
+        method.validate_operations(new=True, keepers=keepers)
+    assert "operator=" in str(caught.value) and "482193" not in str(caught.value)
+    assert isinstance(caught.value, WeakPassword)
+    binding = KeyBinding("client-1", "wallet-1", "backup-1", "PASSWORD", keepers)
+    with pytest.raises(VaultNotIndependent):
+        method.new_key(binding)  # the same rule, even without validate_operations first
+    assert not vault.slots
+    # A password that stands on its own still works: sealed without that vault.
+    strong = PasswordMethod("plover quartz cabinet 7", argon2=FAST, vault=vault)
+    strong.validate_operations(new=True, keepers=keepers)
+    new = strong.new_key(binding)
+    assert "vault" not in new.params and not vault.slots
+    assert strong.recover_key(binding, new.params) == new.key
+
+
+def test_forged_kdf_costs_are_refused_before_anything_is_derived(monkeypatch):
+    # A custodian serving a cipher text whose clear header names cheap costs would harvest a
+    # verifier that costs microseconds per guess, and spend the user's tries doing it.
+    vault = FakeVault()
+    new = PasswordMethod("482193", argon2=FAST, vault=vault).new_key(VAULTED)
+    derived: list[int] = []
+    real = kdf.argon2id
+    monkeypatch.setattr(kdf, "argon2id", lambda *a, **k: derived.append(1) or real(*a, **k))
+    cheap = {**new.params, "kdf.t": "1", "kdf.m": "8"}
+    floor = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)  # the client's own costs
+    with pytest.raises(KdfParametersRefused, match="below this client's floor"):
+        PasswordMethod("482193", argon2=floor, vault=vault).recover_key(BINDING, cheap)
+    # The default floor is OWASP's: even this test's own small costs are below it.
+    with pytest.raises(KdfParametersRefused, match="t=2, m=19456 KiB"):
         PasswordMethod("482193", vault=vault).recover_key(BINDING, new.params)
+    # Costs above the floor but a salt (or costs) other than the ones enrolled: the vault,
+    # not the cipher text's keeper, vouches for them.
+    for forged in (
+        {**new.params, "kdf.salt": base64.urlsafe_b64encode(bytes(16)).decode()},
+        {**new.params, "kdf.t": "3"},
+    ):
+        with pytest.raises(KdfParametersRefused, match="recorded when this backup was made"):
+            PasswordMethod("482193", argon2=FAST, vault=vault).recover_key(BINDING, forged)
+    assert derived == [] and vault.released == []  # nothing derived, nothing sent
+    assert vault.status("wallet-1.backup-1", owner="client-1").tries_left == 10
 
 
 def test_pin_without_vault_is_refused_before_anything_happens():

@@ -1,6 +1,8 @@
 """The enclave wired into the backup flows, end to end on a real SoftHSM token: a wallet
 backed up and recovered with ``PASSKEY`` (both modes), and with a 6-digit PIN through the
-guess-limited vault. The enclave's tables share the custodian store's database file."""
+guess-limited vault. The passkey enclave's tables share the custodian store's database file;
+the vault is another operator's, on a token and a database file of its own (a vault its keeper
+runs cannot guard a PIN: tests/test_hostile_custodian.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from portal_core.enclave import (
     PinVault,
     SecretDestroyed,
     SqliteEnclaveStore,
+    VaultSlotNotFound,
     WrongAccessKey,
     passkey_storage,
 )
@@ -30,8 +33,9 @@ PIN = "493817"
 
 
 @pytest.fixture
-def enclave_side(world):
-    """The enclave on the custodian's KMS and database file: (enclave, vault, store)."""
+def enclave_side(world, other_kms, tmp_path):
+    """The enclave on the custodian's KMS and database file, and a vault of another operator:
+    (enclave, vault, store)."""
     world.kms.create_key(f"{world.key_name}-enclave")
     store = SqliteEnclaveStore(world.db)
     enclave = PasskeyEnclave(
@@ -43,9 +47,18 @@ def enclave_side(world):
         key_name=f"{world.key_name}-enclave",
         clock=world.clock,
     )
-    vault = PinVault(world.kms, store, key_name=f"{world.key_name}-enclave", clock=world.clock)
+    other_kms.create_key(f"{world.key_name}-vault")
+    vault_store = SqliteEnclaveStore(tmp_path / "vault.db")
+    vault = PinVault(
+        other_kms,
+        vault_store,
+        operator="vault-op",
+        key_name=f"{world.key_name}-vault",
+        clock=world.clock,
+    )
     yield enclave, vault, store
     store.close()
+    vault_store.close()
 
 
 def test_interfaces(enclave_side) -> None:
@@ -167,13 +180,15 @@ def test_six_digit_pin_backup_and_recovery(world, enclave_side) -> None:
         phone.backup_wallet("PASSWORD", password=PIN)
     result = phone.backup_wallet("PASSWORD", password=PIN, vault=vault)
     slot = f"{custodian.get_wallet(phone.client_id).wallet_id}.{result.backup_id}"
-    assert vault.status(slot).tries_left == 10
+    assert vault.status(slot, owner=phone.client_id).tries_left == 10
 
     new_phone = world.client(custodian, phone.client_id, vault=vault)
     with pytest.raises(WrongAccessKey, match="9 tries left"):
         new_phone.recover_wallet("PASSWORD", password="493818")
     assert new_phone.recover_wallet("PASSWORD", password=PIN) == addresses
-    assert vault.status(slot).tries_left == 10  # the right PIN restored the tries
+    assert (
+        vault.status(slot, owner=phone.client_id).tries_left == 10
+    )  # the right PIN restored the tries
 
     # The cipher text alone is useless: the PIN without the vault's secret opens nothing.
     with pytest.raises(Exception, match="guess-limited PIN vault"):
@@ -197,16 +212,17 @@ def test_pin_guessing_destroys_the_backup(world, enclave_side) -> None:
         )
     assert isinstance(info.value, SecretDestroyed)
     slot = f"{custodian.get_wallet(phone.client_id).wallet_id}.{result.backup_id}"
-    assert vault.status(slot).destroyed
+    assert vault.status(slot, owner=phone.client_id).destroyed
 
 
 def test_replaced_pin_backup_leaves_the_vault(world, enclave_side) -> None:
-    _, vault, store = enclave_side
+    _, vault, _ = enclave_side
     custodian, phone = world.new_wallet()
     wallet_id = custodian.get_wallet(phone.client_id).wallet_id
     first = phone.backup_wallet("PASSWORD", password=PIN, vault=vault)
     second = phone.backup_wallet("PASSWORD", password="7215", vault=vault)
-    assert store.vault_get(f"{wallet_id}.{first.backup_id}") is None
-    assert vault.status(f"{wallet_id}.{second.backup_id}").tries_left == 10
+    with pytest.raises(VaultSlotNotFound):
+        vault.status(f"{wallet_id}.{first.backup_id}", owner=phone.client_id)
+    assert vault.status(f"{wallet_id}.{second.backup_id}", owner=phone.client_id).tries_left == 10
     new_phone = world.client(custodian, phone.client_id, vault=vault)
     assert new_phone.recover_wallet("PASSWORD", password="7215") == phone.addresses()

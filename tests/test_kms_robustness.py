@@ -181,8 +181,15 @@ def test_a_lost_login_is_restored(hsm_env, key_name):
         sealed = kms.seal(key_name, b"share", context=CTX)
         logins = kms.stats()["logins"]
         # Log the process out of the token behind every KMS's back, as closing any
-        # logged-in python-pkcs11 session does: the owner of the login is some pool's anchor.
-        (owner,) = [p for p in _pools if p._anchor is not None and p._anchor.user_type == 1]
+        # logged-in python-pkcs11 session does: the owner of the login is some pool's anchor
+        # on this token (other tests' KMSs may be logged in to other tokens).
+        (owner,) = [
+            p
+            for p in _pools
+            if p._anchor is not None
+            and p._anchor.user_type == 1
+            and p.token_label == hsm_env["PKCS11_TOKEN_LABEL"]
+        ]
         owner._anchor.close()
         assert kms.open(sealed, context=CTX) == b"share"  # the cached KEK handle: re-login
         assert kms.stats()["logins"] == logins + 1

@@ -8,16 +8,19 @@ as the standard library and ``cryptography`` do.
 from __future__ import annotations
 
 __all__ = [
+    "CustodianMismatch",
     "DecryptFailed",
     "EjectNotAuthorized",
     "InvalidEnvelope",
     "InvalidShare",
     "InvalidTag",
+    "KdfParametersRefused",
     "NoValidBackup",
     "PasswordRequired",
     "PortalError",
     "ShareVerificationFailed",
     "UnsupportedBackupMethod",
+    "VaultNotIndependent",
     "WalletAlreadyExists",
     "WalletModificationInProgress",
     "WalletNotFound",
@@ -81,6 +84,24 @@ class DecryptFailed(PortalError):
 class ShareVerificationFailed(PortalError):
     """A decrypted share does not match its recorded public share, does not pair with the
     other party's, or a share-protocol message failed verification."""
+
+
+class CustodianMismatch(ShareVerificationFailed):
+    """A value the custodian sent does not match what the device can check for itself (a
+    public key against its own shares, an address against the public key it derives from,
+    a backup pair's public shares against the wallet key): never shown, always refused."""
+
+
+class VaultNotIndependent(WeakPassword):
+    """The password is acceptable only behind a guess-limited vault, and the vault's operator
+    also keeps the backup's cipher text or the custodian's backup share (or one of those
+    operators is not named), so that operator could test every guess offline."""
+
+
+class KdfParametersRefused(DecryptFailed):
+    """A cipher text names Argon2id costs below this client's floor, or a salt and costs that
+    its vault did not record at enrolment: its header was altered. Nothing was derived from
+    the password, nothing was sent, no vault try was spent."""
 
 
 class EjectNotAuthorized(PortalError):

@@ -30,6 +30,7 @@ __all__ = [
     "CustodianAdmin",
     "CustodianApi",
     "IntegratorBackupStore",
+    "Keepers",
     "MemoryIntegratorStore",
     "PairInfo",
     "SessionOffer",
@@ -45,11 +46,36 @@ class CurveKey:
 
 
 @dataclass(frozen=True)
+class Keepers:
+    """Who keeps a backup's two halves, by the operator identity each party is configured
+    with (``None``: not configured). ``custodian``: keeps the custodian's backup shares
+    (its HSM key opens them). ``cipher_text``: keeps the client's cipher text, the custodian
+    itself, or the integrator in self-managed mode (which also holds the custodian's sealed
+    shares).
+
+    A guess-limited vault protects a PIN only against parties other than its operator: its
+    operator can test every PIN offline against the cipher text it would need too.
+    """
+
+    custodian: str | None = None
+    cipher_text: str | None = None
+
+    def independent_of(self, operator: str) -> bool:
+        """Whether ``operator`` is named and is neither keeper, both keepers being named."""
+        named = self.custodian is not None and self.cipher_text is not None
+        return named and bool(operator) and operator not in (self.custodian, self.cipher_text)
+
+
+@dataclass(frozen=True)
 class WalletInfo:
+    """The custodian's view of a wallet. The device checks what it can of it (public keys
+    against its own shares, addresses against the public keys) before it uses or shows it."""
+
     client_id: str
     wallet_id: str
     curves: dict[str, CurveKey]
     ejected: bool = False
+    keepers: Keepers = Keepers()
 
 
 @dataclass(frozen=True)
@@ -94,7 +120,8 @@ class CustodianApi(Protocol):
     """
 
     def get_wallet(self, client_id: str) -> WalletInfo:
-        """``GET /v1/clients/me/wallet``: the wallet's id, public keys and addresses."""
+        """``GET /v1/clients/me/wallet``: the wallet's id, public keys and addresses, and
+        who keeps its backups (:class:`Keepers`)."""
         ...
 
     def begin_keygen(self, client_id: str, curves: Sequence[str]) -> SessionOffer:

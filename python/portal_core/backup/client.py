@@ -45,6 +45,7 @@ from portal_core.backup.progress import (
     Status,
 )
 from portal_core.exceptions import (
+    CustodianMismatch,
     DecryptFailed,
     InvalidShare,
     InvalidTag,
@@ -203,32 +204,59 @@ class WalletClient:
     # -- helpers -------------------------------------------------------------------------
 
     def _wallet(self) -> WalletInfo:
-        return self.custodian.get_wallet(self.client_id)
+        return self._wallet_and_shares()[0]
 
-    def _signing_shares(self, wallet: WalletInfo) -> dict[str, shares.Share]:
+    def _wallet_and_shares(self) -> tuple[WalletInfo, dict[str, shares.Share]]:
+        """The custodian's record of the wallet, checked against what this device knows for
+        itself: every address derives from its public key, and, when the device holds the
+        wallet's signing shares (returned too, else empty), every public key is the one
+        they carry.
+
+        Raises:
+            CustodianMismatch: the record fails a check (whoever wrote the custodian's
+                database, or the link, changed it).
+        """
+        wallet = self.custodian.get_wallet(self.client_id)
+        for curve, key in wallet.curves.items():
+            try:
+                derived = shares.address(curve, key.public_key)
+            except (InvalidShare, ValueError):
+                derived = None
+            if key.curve != curve or derived != key.address:
+                raise CustodianMismatch(
+                    f"the custodian's {curve} address does not derive from the public key it "
+                    "gives for the wallet"
+                )
         stored = self.device.load(self.client_id)
-        if not stored:
-            raise WalletNotFound(
-                "this device holds no signing share of the wallet: create or recover it first"
-            )
+        return wallet, (self._signing_shares(wallet, stored) if stored else {})
+
+    def _signing_shares(
+        self, wallet: WalletInfo, stored: Mapping[str, bytes]
+    ) -> dict[str, shares.Share]:
         if set(stored) != set(wallet.curves):
             raise WalletNotFound(
                 f"this device holds shares for {sorted(stored)}, the wallet has "
                 f"{sorted(wallet.curves)}: recover the wallet"
             )
-        return {
-            c: load_share(
-                data,
-                what=f"this device's {c} signing share",
-                curve=c,
-                kind=shares.SIGNING,
-                role=shares.CLIENT,
-                share_id=wallet.wallet_id,
-                public_share=None,
-                public_key=wallet.curves[c].public_key,
-            )
-            for c, data in stored.items()
-        }
+        try:
+            return {
+                c: load_share(
+                    data,
+                    what=f"this device's {c} signing share",
+                    curve=c,
+                    kind=shares.SIGNING,
+                    role=shares.CLIENT,
+                    share_id=wallet.wallet_id,
+                    public_share=None,
+                    public_key=wallet.curves[c].public_key,
+                )
+                for c, data in stored.items()
+            }
+        except ShareVerificationFailed as e:
+            raise CustodianMismatch(
+                f"the custodian's record of this client's wallet does not match the shares on "
+                f"this device: {e}"
+            ) from None
 
     def _run_session(
         self, offer: SessionOffer, parties: Mapping[str, Any]
@@ -272,8 +300,31 @@ class WalletClient:
                     "could not delete the key of backup %s: %s", binding.backup_id, type(e).__name__
                 )
 
-    def _pairs(self) -> list[PairInfo]:
-        return self.custodian.list_backup_pairs(self.client_id)
+    def _pairs(self, wallet: WalletInfo) -> list[PairInfo]:
+        """The custodian's backup pairs of the wallet, each checked to be of the wallet's key
+        (its public shares add up to it) before any of them is counted or used.
+
+        Raises:
+            CustodianMismatch: a pair fails the check.
+        """
+        pairs = self.custodian.list_backup_pairs(self.client_id)
+        for pair in pairs:
+            key = wallet.curves.get(pair.curve)
+            try:
+                if key is None or pair.public_key != key.public_key:
+                    raise InvalidShare("it is a pair of another wallet's key")
+                shares.check_public_shares(
+                    pair.curve,
+                    pair.public_key,
+                    pair.client_public_share,
+                    pair.custodian_public_share,
+                )
+            except InvalidShare as e:
+                raise CustodianMismatch(
+                    f"the custodian's backup pair {pair.pair_id!r} ({pair.curve}) fails its "
+                    f"check: {e}"
+                ) from None
+        return pairs
 
     @staticmethod
     def _completed_backup(pairs: Sequence[PairInfo], method: str) -> str | None:
@@ -403,8 +454,20 @@ class WalletClient:
         return {c: s.address for c, s in new.items()}
 
     def addresses(self) -> dict[str, str]:
-        """The wallet's address per curve (EIP-55 Ethereum, base58 Solana)."""
-        return {c: k.address for c, k in self._wallet().curves.items()}
+        """The wallet's address per curve (EIP-55 Ethereum, base58 Solana), derived on this
+        device from the public key its own shares carry, after the custodian's record was
+        checked against them.
+
+        Raises:
+            WalletNotFound: this device holds no share of the wallet (create or recover it).
+            CustodianMismatch: the custodian's record of the wallet is not this device's.
+        """
+        _, signing = self._wallet_and_shares()
+        if not signing:
+            raise WalletNotFound(
+                "this device holds no signing share of the wallet: create or recover it first"
+            )
+        return {c: s.address for c, s in signing.items()}
 
     # -- backup --------------------------------------------------------------------------
 
@@ -430,16 +493,21 @@ class WalletClient:
         provider = self._provider(method, config)
         p = Progress(progress, BACKUP_ORDER)
         p.step(Status.READING)
-        provider.validate_operations(new=True)
-        wallet = self._wallet()
-        signing = self._signing_shares(wallet)
-        old_backup = self._completed_backup(self._pairs(), method)
+        wallet, signing = self._wallet_and_shares()
+        provider.validate_operations(new=True, keepers=wallet.keepers)
+        if not signing:
+            raise WalletNotFound(
+                "this device holds no signing share of the wallet: create or recover it first"
+            )
+        old_backup = self._completed_backup(self._pairs(wallet), method)
         self._checkpoint("client.backup.read")
 
         p.step(Status.GENERATING)
         offer = self.custodian.begin_backup(self.client_id, method)
         assert offer.backup_id is not None
-        binding = KeyBinding(self.client_id, wallet.wallet_id, offer.backup_id, method)
+        binding = KeyBinding(
+            self.client_id, wallet.wallet_id, offer.backup_id, method, wallet.keepers
+        )
         try:
             parties = {
                 c: shares.Reshare(
@@ -486,7 +554,9 @@ class WalletClient:
             # Before anything may call this backup complete: the key read back from where the
             # method keeps it opens the cipher text as stored, and every share in it matches
             # the pair the custodian recorded.
-            self._open_backup(provider, wallet, method, stored, self._pairs(), completed=False)
+            self._open_backup(
+                provider, wallet, method, stored, self._pairs(wallet), completed=False
+            )
             self._checkpoint("client.backup.verified")
             status = PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY
             if offer.custodian_keeps_cipher_text:
@@ -519,7 +589,7 @@ class WalletClient:
             NoValidBackup: no self-managed backup of the method waits for its cipher text.
         """
         check_method(method)
-        pairs = self._pairs()
+        pairs = self._pairs(self._wallet())
         pending = sorted(
             (
                 p
@@ -609,7 +679,7 @@ class WalletClient:
         p.step(Status.READING)
         provider.validate_operations(new=False)
         wallet = self._wallet()
-        pairs = self._pairs()
+        pairs = self._pairs(wallet)
         if cipher_text is None:
             cipher_text = self._fetch_cipher_text(method, pairs)
         p.step(Status.DECRYPTING)
@@ -623,7 +693,7 @@ class WalletClient:
         return sorted(
             {
                 p.method
-                for p in self._pairs()
+                for p in self._pairs(self._wallet())
                 if p.status == PairStatus.COMPLETED and (curve is None or p.curve == curve)
             }
         )
@@ -638,9 +708,10 @@ class WalletClient:
 
     def is_wallet_recoverable(self, curve: str | None = None) -> bool:
         """Whether one completed backup covers every curve of the wallet (or ``curve``)."""
-        curves = {curve} if curve else set(self._wallet().curves)
+        wallet = self._wallet()
+        curves = {curve} if curve else set(wallet.curves)
         covered: dict[str, set[str]] = {}
-        for p in self._pairs():
+        for p in self._pairs(wallet):
             if p.status == PairStatus.COMPLETED:
                 covered.setdefault(p.backup_id, set()).add(p.curve)
         return any(curves <= c for c in covered.values())
@@ -686,7 +757,7 @@ class WalletClient:
             EjectNotAuthorized: outside the custodian's authorisation window.
             NoValidBackup, DecryptFailed, ShareVerificationFailed: as :meth:`recover_wallet`.
         """
-        p, wallet, opened = self._read_backup(method, cipher_text, progress, EJECT_ORDER, config)
+        p, _, opened = self._read_backup(method, cipher_text, progress, EJECT_ORDER, config)
 
         p.step(Status.RECOVERING_BACKUP)
         released = self.custodian.release_eject_shares(self.client_id, opened.binding.backup_id)
@@ -702,7 +773,9 @@ class WalletClient:
                 key = shares.eject(opened.shares[curve], theirs)
             except InvalidShare as e:
                 raise ShareVerificationFailed(f"the {curve} shares do not combine: {e}") from None
-            if key.address != wallet.curves[curve].address:
+            # Against the key in the client's own backup share (authenticated by the method's
+            # key), not an address the custodian supplies.
+            if key.address != opened.shares[curve].address:
                 raise ShareVerificationFailed(f"the ejected {curve} key is not the wallet's")
             out[curve] = key
         p.done()

@@ -27,6 +27,7 @@ from portal_core import shares
 from portal_core.backup.api import (
     CurveKey,
     IntegratorBackupStore,
+    Keepers,
     PairInfo,
     SessionOffer,
     WalletInfo,
@@ -103,6 +104,9 @@ class LocalCustodian:
     authorisation lasts. ``lock_ttl``: seconds after which an abandoned session's wallet
     lock can be taken over (a crashed client must not lock a wallet forever).
     ``checkpoint``: called with a step name at each step (tests crash there).
+    ``operator``: the identity of whoever runs this custodian (its HSM and store), and
+    ``integrator_operator`` that of the integrator in self-managed mode: clients refuse a
+    PIN behind a vault run by either, or when either is not named (:class:`Keepers`).
 
     Thread-safe: share one instance between threads.
     """
@@ -118,8 +122,12 @@ class LocalCustodian:
         eject_window: float = EJECT_WINDOW_SECONDS,
         lock_ttl: float = 600.0,
         checkpoint: Checkpoint | None = None,
+        operator: str | None = None,
+        integrator_operator: str | None = None,
     ) -> None:
         self.kms = kms
+        self.operator = operator
+        self.integrator_operator = integrator_operator
         self.store = store
         self.key_name = key_name
         self.integrator = integrator
@@ -133,7 +141,10 @@ class LocalCustodian:
 
     def __repr__(self) -> str:
         mode = "self-managed" if self.integrator else "custodian-managed"
-        return f"LocalCustodian(key_name={self.key_name!r}, {mode}, store={self.store!r})"
+        return (
+            f"LocalCustodian(key_name={self.key_name!r}, operator={self.operator!r}, {mode}, "
+            f"store={self.store!r})"
+        )
 
     @property
     def mode(self) -> BackupMode:
@@ -290,7 +301,14 @@ class LocalCustodian:
             curve: CurveKey(curve, r.public_key, shares.address(curve, r.public_key))
             for curve, r in self.store.signing_shares(wallet.wallet_id).items()
         }
-        return WalletInfo(client_id, wallet.wallet_id, curves, wallet.ejected_at is not None)
+        keeper = self.operator if self.mode is BackupMode.CUSTODIAN else self.integrator_operator
+        return WalletInfo(
+            client_id,
+            wallet.wallet_id,
+            curves,
+            wallet.ejected_at is not None,
+            Keepers(self.operator, keeper),
+        )
 
     def list_backup_pairs(self, client_id: str) -> list[PairInfo]:
         wallet = self._wallet(client_id)

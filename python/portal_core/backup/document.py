@@ -36,7 +36,8 @@ def _pairs_field(pair_ids: Mapping[str, str]) -> str:
 def cipher_context(
     binding: KeyBinding, pair_ids: Mapping[str, str], params: Mapping[str, str]
 ) -> dict[str, str]:
-    """The envelope context of a backup's cipher text."""
+    """The envelope context of a backup's cipher text. The operators that keep the
+    backup's halves are bound too, when named (``envelope.inspect`` shows them)."""
     ctx = {
         "purpose": _PURPOSE,
         "version": str(DOCUMENT_VERSION),
@@ -46,6 +47,10 @@ def cipher_context(
         "method": binding.method,
         "pairs": _pairs_field(pair_ids),
     }
+    if binding.keepers.custodian is not None:
+        ctx["custodian"] = binding.keepers.custodian
+    if binding.keepers.cipher_text is not None:
+        ctx["cipher_text_keeper"] = binding.keepers.cipher_text
     for key, value in params.items():
         if not key.startswith(_PARAM_PREFIXES) or key in ctx:
             raise ValueError(f"method parameter {key!r} is not allowed in the context")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from portal_core.backup.api import Keepers
 from portal_core.exceptions import NoValidBackup, UnsupportedBackupMethod
 from portal_core.store.records import BACKUP_METHODS
 
@@ -78,12 +79,15 @@ def not_configured(method: str) -> UnsupportedBackupMethod:
 
 @dataclass(frozen=True)
 class KeyBinding:
-    """What a backup key belongs to: bound into the cipher text and naming the key's slot."""
+    """What a backup key belongs to: bound into the cipher text and naming the key's slot.
+    ``keepers``: who keeps the backup's halves (known when the backup is made; a method
+    that leans on a third party, the PIN vault, checks that party is neither)."""
 
     client_id: str
     wallet_id: str
     backup_id: str
     method: str
+    keepers: Keepers = field(default=Keepers(), compare=False)
 
     @property
     def slot(self) -> str:
@@ -137,8 +141,9 @@ class KeyProvider(Protocol):
 
     method: str
 
-    def validate_operations(self, *, new: bool) -> None:
-        """Checks the method can work before any share work (``new``: for a new backup).
+    def validate_operations(self, *, new: bool, keepers: Keepers | None = None) -> None:
+        """Checks the method can work before any share work (``new``: for a new backup, whose
+        halves ``keepers`` will keep).
 
         Raises:
             UnsupportedBackupMethod, PasswordRequired, WeakPassword: the method cannot be used.
@@ -178,7 +183,7 @@ class StoredKeyMethod:
     def __repr__(self) -> str:
         return f"StoredKeyMethod({self.method!r})"
 
-    def validate_operations(self, *, new: bool) -> None:
+    def validate_operations(self, *, new: bool, keepers: Keepers | None = None) -> None:
         storage = self._storages("validate-operations")
         if not storage.validate_operations():
             raise UnsupportedBackupMethod(
