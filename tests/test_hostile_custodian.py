@@ -28,7 +28,9 @@ import pytest
 from backup_helpers import (
     CUSTODIAN_OPERATOR,
     FAST,
+    INTEGRATOR_OPERATOR,
     PASSWORD,
+    self_managed_world_fixture,  # noqa: F401
     world_fixture,  # noqa: F401
 )
 from portal_core import envelope, kdf, shares
@@ -123,12 +125,12 @@ def stored_cipher_text(db: Path, backup_id: str) -> bytes:
 
 
 @pytest.fixture(name="other_vault")
-def other_vault_fixture(other_kms: Any, tmp_path: Path, world: Any) -> Iterator[PinVault]:
+def other_vault_fixture(other_kms: Any, tmp_path: Path) -> Iterator[PinVault]:
     """A vault run by another operator: its own HSM token and its own database file."""
     key_name = f"vault-{uuid.uuid4().hex[:10]}"
     other_kms.create_key(key_name)
     with SqliteEnclaveStore(tmp_path / "vault.db") as store:
-        yield PinVault(other_kms, store, operator="vault-op", key_name=key_name, clock=world.clock)
+        yield PinVault(other_kms, store, operator="vault-op", key_name=key_name)
 
 
 def _vault_on_custodian(world: Any, operator: str) -> tuple[PinVault, SqliteEnclaveStore]:
@@ -194,6 +196,49 @@ def test_a_vault_of_another_operator_leaves_the_custodian_nothing_to_search(worl
     # The user still recovers with the PIN, on a new device.
     new_phone = world.client(custodian, phone.client_id, vault=other_vault)
     assert new_phone.recover_wallet("PASSWORD", password=PIN) == phone.addresses()
+
+
+def test_an_integrator_that_runs_the_vault_gets_no_pin_backup(self_managed_world, other_vault):
+    # Self-managed mode: the integrator keeps the cipher text and the custodian's shares,
+    # sealed under the custodian's HSM key.
+    w = self_managed_world
+    custodian, phone = w.new_wallet()
+    integrators_vault = PinVault(
+        other_vault._kms,
+        other_vault._store,
+        operator=INTEGRATOR_OPERATOR,
+        key_name=other_vault.key_name,
+    )
+    with pytest.raises(VaultNotIndependent, match="also keeps the backup's cipher text"):
+        phone.backup_wallet("PASSWORD", password=PIN, vault=integrators_vault)
+    assert len(w.integrator) == 0 and custodian.list_backup_pairs(phone.client_id) == []
+    # Behind a third operator's vault, what the integrator holds opens nothing: the cipher
+    # text needs the vault's secret, the custodian's shares the custodian's HSM.
+    result = phone.backup_wallet("PASSWORD", password=PIN, vault=other_vault)
+    phone.stored_client_backup_share(True, "PASSWORD")
+    ctx = envelope.inspect(result.cipher_text)["context"]
+    assert ctx["cipher_text_keeper"] == INTEGRATOR_OPERATOR and ctx["vault.operator"] == "vault-op"
+    for (client_id, _, pair_id), sealed in w.integrator._items.items():
+        pair = next(
+            p for p in custodian.store.backup_pairs(result.backup_id) if p.pair_id == pair_id
+        )
+        with pytest.raises(PortalError):  # the integrator's own HSM is not the custodian's
+            other_vault._kms.open(
+                sealed, context=custodian._backup_context(pair.wallet_id, pair.curve, pair_id)
+            )
+        assert client_id == phone.client_id
+    salt = base64.urlsafe_b64decode(ctx["kdf.salt"])
+    costs = Argon2Params.from_context(ctx)
+    for pin in ALL_PINS:  # without the vault's secret no PIN gives the key
+        key = kdf.argon2id(
+            pin.encode(),
+            salt,
+            time_cost=costs.time_cost,
+            memory_cost=costs.memory_cost,
+            parallelism=costs.parallelism,
+        )
+        with pytest.raises(InvalidTag):
+            envelope.open(key, result.cipher_text, context=ctx)
 
 
 def vault_operator_pin_search(
