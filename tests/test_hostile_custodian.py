@@ -53,6 +53,14 @@ ALL_PINS = [f"{n:04d}" for n in range(10_000)]
 # -- the attack ------------------------------------------------------------------------------
 
 
+def _costs(costs: Argon2Params) -> dict[str, int]:
+    return {
+        "time_cost": costs.time_cost,
+        "memory_cost": costs.memory_cost,
+        "parallelism": costs.parallelism,
+    }
+
+
 def custodian_pin_search(
     custodian: LocalCustodian, db: Path, cipher_text: bytes, pins: Iterable[str]
 ) -> dict[str, str] | None:
@@ -85,21 +93,9 @@ def custodian_pin_search(
             return None  # sealed under another HSM's key
     for pin in pins:
         if secret is None:
-            key = kdf.argon2id(
-                pin.encode(),
-                salt,
-                time_cost=costs.time_cost,
-                memory_cost=costs.memory_cost,
-                parallelism=costs.parallelism,
-            )
+            key = kdf.argon2id(pin.encode(), salt, **_costs(costs))
         else:
-            parts = stretch_pin(
-                pin,
-                salt,
-                time_cost=costs.time_cost,
-                memory_cost=costs.memory_cost,
-                parallelism=costs.parallelism,
-            )
+            parts = stretch_pin(pin, salt, **_costs(costs))
             key = derive_key(parts.encryption_key, secret, salt=salt)
         try:
             plaintext = envelope.open(key, cipher_text, context=ctx)
@@ -230,13 +226,7 @@ def test_an_integrator_that_runs_the_vault_gets_no_pin_backup(self_managed_world
     salt = base64.urlsafe_b64decode(ctx["kdf.salt"])
     costs = Argon2Params.from_context(ctx)
     for pin in ALL_PINS:  # without the vault's secret no PIN gives the key
-        key = kdf.argon2id(
-            pin.encode(),
-            salt,
-            time_cost=costs.time_cost,
-            memory_cost=costs.memory_cost,
-            parallelism=costs.parallelism,
-        )
+        key = kdf.argon2id(pin.encode(), salt, **_costs(costs))
         with pytest.raises(InvalidTag):
             envelope.open(key, result.cipher_text, context=ctx)
 
@@ -252,13 +242,7 @@ def vault_operator_pin_search(
     verifier = vault._kms.open(record.sealed, context=context)[1 + 32 :]
     for salt in salts:
         for pin in pins:
-            parts = stretch_pin(
-                pin,
-                salt,
-                time_cost=costs.time_cost,
-                memory_cost=costs.memory_cost,
-                parallelism=costs.parallelism,
-            )
+            parts = stretch_pin(pin, salt, **_costs(costs))
             if PinVault._verifier(slot, parts.access_key) == verifier:
                 return pin
     return None
