@@ -230,6 +230,19 @@ class WalletClient:
         stored = self.device.load(self.client_id)
         return wallet, (self._signing_shares(wallet, stored) if stored else {})
 
+    def _held_wallet(self) -> tuple[WalletInfo, dict[str, shares.Share]]:
+        """As :meth:`_wallet_and_shares`, for a device that must hold the wallet's shares.
+
+        Raises:
+            WalletNotFound: it holds none. CustodianMismatch: as there.
+        """
+        wallet, signing = self._wallet_and_shares()
+        if not signing:
+            raise WalletNotFound(
+                "this device holds no signing share of the wallet: create or recover it first"
+            )
+        return wallet, signing
+
     def _signing_shares(
         self, wallet: WalletInfo, stored: Mapping[str, bytes]
     ) -> dict[str, shares.Share]:
@@ -462,12 +475,7 @@ class WalletClient:
             WalletNotFound: this device holds no share of the wallet (create or recover it).
             CustodianMismatch: the custodian's record of the wallet is not this device's.
         """
-        _, signing = self._wallet_and_shares()
-        if not signing:
-            raise WalletNotFound(
-                "this device holds no signing share of the wallet: create or recover it first"
-            )
-        return {c: s.address for c, s in signing.items()}
+        return {c: s.address for c, s in self._held_wallet()[1].items()}
 
     # -- backup --------------------------------------------------------------------------
 
@@ -493,12 +501,8 @@ class WalletClient:
         provider = self._provider(method, config)
         p = Progress(progress, BACKUP_ORDER)
         p.step(Status.READING)
-        wallet, signing = self._wallet_and_shares()
+        wallet, signing = self._held_wallet()
         provider.validate_operations(new=True, keepers=wallet.keepers)
-        if not signing:
-            raise WalletNotFound(
-                "this device holds no signing share of the wallet: create or recover it first"
-            )
         old_backup = self._completed_backup(self._pairs(wallet), method)
         self._checkpoint("client.backup.read")
 
