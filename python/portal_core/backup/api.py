@@ -53,8 +53,8 @@ class Keepers:
     itself, or the integrator in self-managed mode (which also holds the custodian's sealed
     shares).
 
-    A guess-limited vault protects a PIN only against parties other than its operator: its
-    operator can test every PIN offline against the cipher text it would need too.
+    A guess-limited vault protects a PIN only if its operator is neither keeper: an operator
+    holding both the vault's verifier and the cipher text tests every PIN offline.
     """
 
     custodian: str | None = None
