@@ -98,7 +98,7 @@ def load(name: str) -> list[Case]:
     if not folder.is_dir():
         missing = (
             f"Wycheproof vectors not found at {folder}: set {ENV_VAR} to a folder holding {name} "
-            f"(the testvectors_v1 JSON files of C2SP/wycheproof), or put them at {DEFAULT_DIR}"
+            f"(the testvectors_v1 JSON files), or put them at {DEFAULT_DIR}"
         )
         if in_ci():
             reason = f"{missing}. CI={os.environ['CI']}: missing vectors fail instead of skipping"
