@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -24,8 +27,8 @@ from portal_core.enclave import (
     SqliteEnclaveStore,
     VaultRecord,
 )
-from portal_core.enclave.sqlite import ENCLAVE_MIGRATIONS, EnclaveMigration
-from portal_core.store import SqliteStore
+from portal_core.store import Migration, SqliteStore
+from portal_core.store.enclave_migrations import ENCLAVE_MIGRATIONS
 
 NOW = 1_800_000_000.0
 
@@ -107,6 +110,23 @@ def test_shares_a_file_with_the_custodian_store(tmp_path: Path, enclave_first: b
         assert enclave.get_user("c-1").user_handle == b"h" * 32
 
 
+@pytest.mark.parametrize(
+    "first", ["portal_core.store.enclave_sqlite", "portal_core.enclave", "portal_core.store"]
+)
+def test_the_store_imports_whichever_module_comes_first(first: str) -> None:
+    # The SQLite store lives in portal_core.store and uses the enclave's records and
+    # errors, while portal_core.enclave exports it: neither order may hit a half-built
+    # module.
+    code = (
+        f"import {first}\n"
+        "from portal_core.store.enclave_sqlite import SqliteEnclaveStore as a\n"
+        "from portal_core.enclave import SqliteEnclaveStore as b\n"
+        "assert a is b"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_newer_schema_is_refused(store: SqliteEnclaveStore) -> None:
     with sqlite3.connect(store.path) as conn:
         conn.execute("INSERT INTO enclave_schema_version (version, description) VALUES (9, 'x')")
@@ -119,9 +139,7 @@ def test_upgrade_applies_new_migrations(store: SqliteEnclaveStore) -> None:
     following = len(ENCLAVE_MIGRATIONS) + 1
     longer = (
         *ENCLAVE_MIGRATIONS,
-        EnclaveMigration(
-            following, "an extra table", ("CREATE TABLE enclave_extra (x INTEGER) STRICT",)
-        ),
+        Migration(following, "an extra table", ("CREATE TABLE enclave_extra (x INTEGER) STRICT",)),
     )
     with SqliteEnclaveStore(store.path, migrations=longer) as upgraded:
         assert upgraded.schema_version == following
@@ -184,6 +202,62 @@ def test_bad_paths_and_closed_store(store: SqliteEnclaveStore) -> None:
     store.close()
     with pytest.raises(EnclaveStoreError, match="closed"):
         store.vault_get("s")
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def modes(path: Path) -> dict[str, int]:
+    return {
+        suffix: stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode) for suffix in ("", "-wal", "-shm")
+    }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask-022", "umask-000"])
+def test_a_new_database_and_its_wal_and_shm_are_0600_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    path = tmp_path / "enclave.db"
+    old = os.umask(umask)
+    try:
+        with SqliteEnclaveStore(path) as s:
+            s.vault_create(vault_record())
+            assert os.path.getsize(f"{path}-wal") > 0  # the WAL holds the sealed record
+            found = modes(path)
+    finally:
+        os.umask(old)
+    assert found == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+@pytest.mark.parametrize("enclave_first", [True, False])
+def test_a_shared_file_is_0600_whichever_store_creates_it(
+    tmp_path: Path, enclave_first: bool
+) -> None:
+    path = tmp_path / "custodian.db"
+    old = os.umask(0o000)
+    try:
+        makers = (SqliteEnclaveStore, SqliteStore)[:: 1 if enclave_first else -1]
+        with makers[0](path), makers[1](path):
+            found = modes(path)
+    finally:
+        os.umask(old)
+    assert found == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_companions_more_open_than_the_database_are_narrowed(tmp_path: Path) -> None:
+    path = tmp_path / "enclave.db"
+    with SqliteEnclaveStore(path) as first:
+        first.vault_create(vault_record())
+        os.chmod(f"{path}-wal", 0o644)
+        os.chmod(f"{path}-shm", 0o666)
+        with SqliteEnclaveStore(path) as second:
+            assert second.vault_get("s") is not None
+            assert modes(path) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_a_database_in_a_missing_directory_is_an_enclave_store_error(tmp_path: Path) -> None:
+    with pytest.raises(EnclaveStoreError, match="cannot create the enclave store"):
+        SqliteEnclaveStore(tmp_path / "nowhere" / "enclave.db")
 
 
 # -- users, challenges, credentials, keys -----------------------------------------------------

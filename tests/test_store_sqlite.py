@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
+import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +30,7 @@ from portal_core.store import (
     StoreError,
     WalletRecord,
 )
+from portal_core.store.rows import record_from_row
 
 SEALED = b"sealed-blob-" + bytes(range(20))
 
@@ -122,7 +126,7 @@ def test_new_store_is_at_the_latest_schema_in_wal_mode_with_foreign_keys(store, 
     rows = conn.execute("SELECT version, description FROM schema_version").fetchall()
     assert [r[0] for r in rows] == [m.version for m in MIGRATIONS]
     conn.close()
-    assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.query("PRAGMA foreign_keys")[0][0] == 1
 
 
 def test_reopening_applies_nothing_twice(tmp_path):
@@ -130,7 +134,7 @@ def test_reopening_applies_nothing_twice(tmp_path):
     SqliteStore(path).close()
     with SqliteStore(path) as again:
         assert again.schema_version == LATEST_VERSION
-        n = again._read("SELECT COUNT(*) FROM schema_version")[0][0]
+        n = again.query("SELECT COUNT(*) FROM schema_version")[0][0]
     assert n == len(MIGRATIONS)
 
 
@@ -145,7 +149,7 @@ def test_a_later_migration_is_applied_in_order_on_open(tmp_path):
     )
     with SqliteStore(path, migrations=(*MIGRATIONS, extra)) as s:
         assert s.schema_version == LATEST_VERSION + 1
-        assert s._read("SELECT label FROM wallets")[0][0] == "migrated"
+        assert s.query("SELECT label FROM wallets")[0][0] == "migrated"
         assert s.get_wallet("w-1") is not None  # the records survived
 
 
@@ -161,7 +165,7 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path):
         SqliteStore(path, migrations=(*MIGRATIONS, bad))
     with SqliteStore(path) as s:
         assert s.schema_version == LATEST_VERSION
-        columns = [r["name"] for r in s._read("PRAGMA table_info(wallets)")]
+        columns = [r["name"] for r in s.query("PRAGMA table_info(wallets)")]
         assert "label" not in columns  # the first step was rolled back with the second
 
 
@@ -186,6 +190,110 @@ def test_a_closed_store_refuses_calls(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.get_client("x")
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def modes(path: Path) -> dict[str, int]:
+    """The permission bits of a database file and of its WAL companions."""
+    return {
+        suffix: stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode) for suffix in ("", "-wal", "-shm")
+    }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask-022", "umask-000"])
+def test_a_new_database_and_its_wal_and_shm_are_0600_whatever_the_umask(tmp_path, umask):
+    path = tmp_path / "custodian.db"
+    old = os.umask(umask)
+    try:
+        with SqliteStore(path) as s:
+            make_wallet(s)
+            assert os.path.getsize(f"{path}-wal") > 0  # the WAL holds records too
+            found = modes(path)
+    finally:
+        os.umask(old)
+    assert found == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_an_existing_database_keeps_its_mode_and_its_companions_get_no_more(tmp_path):
+    path = tmp_path / "custodian.db"
+    with SqliteStore(path) as first:
+        make_wallet(first)
+        os.chmod(path, 0o640)  # the operator's choice, kept
+        # Companions left more open than the database (by an earlier build, say).
+        os.chmod(f"{path}-wal", 0o644)
+        os.chmod(f"{path}-shm", 0o666)
+        with SqliteStore(path) as second:
+            assert second.get_wallet("w-1") is not None
+            assert modes(path) == {"": 0o640, "-wal": 0o640, "-shm": 0o640}
+
+
+def test_a_companion_that_cannot_be_narrowed_is_a_store_error(tmp_path, monkeypatch):
+    path = tmp_path / "custodian.db"
+    with SqliteStore(path):
+        os.chmod(f"{path}-shm", 0o644)
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "chmod", refuse)
+        with pytest.raises(StoreError, match=r"-shm' grants more access than the store"):
+            SqliteStore(path)
+
+
+def test_a_database_in_a_missing_directory_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match=r"cannot create the store .*No such file"):
+        SqliteStore(tmp_path / "nowhere" / "custodian.db")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_no_module_outside_the_store_package_speaks_sql():
+    package = Path(__file__).resolve().parent.parent / "python" / "portal_core"
+    outside = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.relative_to(package).parts[0] != "store"
+        and "sqlite3" in path.read_text(encoding="utf-8")
+    ]
+    assert outside == []
+
+
+# -- rows to records -------------------------------------------------------------------------
+
+
+def row(sql: str) -> sqlite3.Row:
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql).fetchone()
+    finally:
+        conn.close()
+
+
+def test_a_record_is_built_by_column_name_with_converters_and_nulls_kept():
+    r = row(
+        "SELECT 'x' AS later_column, 'w' AS wallet_id, 'b' AS backup_id, 'p' AS pair_id, "
+        "'PASSWORD' AS method, 'ED25519' AS curve, 'completed' AS status, x'01' AS public_key, "
+        "x'02' AS client_public_share, x'03' AS custodian_public_share, "
+        "NULL AS sealed_custodian_share, 1.5 AS created_at, NULL AS completed_at"
+    )
+    pair = record_from_row(PairRecord, r, status=PairStatus, completed_at=float)
+    assert pair == PairRecord(
+        "p", "b", "w", "PASSWORD", "ED25519", PairStatus.COMPLETED,
+        b"\x01", b"\x02", b"\x03", None, 1.5, None,
+    )  # fmt: skip
+    assert pair.status is PairStatus.COMPLETED  # converted, not the bare text
+
+
+def test_a_row_out_of_step_with_its_record_is_a_type_error():
+    with pytest.raises(TypeError, match="no column 'expires_at' for EjectWindow"):
+        record_from_row(dataclasses.make_dataclass("EjectWindow", ["expires_at"]), row("SELECT 1"))
+    r = row("SELECT 'c' AS client_id, 1.0 AS created_at")
+    with pytest.raises(TypeError, match="has no field 'status' to convert"):
+        record_from_row(BackupRecord, r, status=PairStatus)
+    with pytest.raises(TypeError, match="not a dataclass"):
+        record_from_row(dict, r)
 
 
 # -- records -------------------------------------------------------------------------------
@@ -333,7 +441,7 @@ def test_the_database_refuses_two_completed_pairs_per_method_and_curve(store):
     complete(store, "a")
     add_backup(store, "b")
     with pytest.raises(StoreError, match="UNIQUE constraint failed"):
-        with store._tx() as conn:
+        with store.transaction() as conn:
             conn.execute(
                 "UPDATE backup_pairs SET status = 'completed', completed_at = 1 "
                 "WHERE backup_id = 'b'"
@@ -345,7 +453,7 @@ def test_pairs_must_match_their_backups_wallet_and_method(store):
     make_wallet(store)
     add_backup(store, "a")
     with pytest.raises(StoreError, match="FOREIGN KEY"):
-        with store._tx() as conn:
+        with store.transaction() as conn:
             conn.execute("UPDATE backup_pairs SET method = 'CUSTOM' WHERE backup_id = 'a'")
 
 
@@ -470,7 +578,7 @@ def test_threads_write_concurrently_without_losing_records(tmp_path):
             t.join(60)
             assert not t.is_alive(), "a thread is stuck"
         assert errors == []
-        assert s._read("SELECT COUNT(*) FROM clients")[0][0] == 150
+        assert s.query("SELECT COUNT(*) FROM clients")[0][0] == 150
 
 
 # -- eject windows ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ the vault half does not. Designs and threat models: ``docs/passkey.md``, ``docs/
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portal_core.enclave._common import DEFAULT_SLOT, SealingKms
 from portal_core.enclave.errors import (
@@ -64,13 +64,18 @@ from portal_core.enclave.records import (
     UserRecord,
     VaultRecord,
 )
-from portal_core.enclave.sqlite import SqliteEnclaveStore
 from portal_core.enclave.store import EnclaveStore
 from portal_core.enclave.vault import DEFAULT_MAX_TRIES, PinVault, VaultStatus
 
-# Names whose modules import the webauthn package: loaded on first use, so that the vault
-# works without it.
+if TYPE_CHECKING:
+    from portal_core.store.enclave_sqlite import SqliteEnclaveStore
+
+# Names loaded on first use. The passkey modules import the webauthn package, which the
+# vault does without. The SQLite store lives with the rest of the SQL in portal_core.store
+# and imports this package's records and errors: importing it here, eagerly, would find it
+# half-initialised whenever portal_core.store.enclave_sqlite is the first module imported.
 _LAZY = {
+    "SqliteEnclaveStore": "portal_core.store.enclave_sqlite",
     "SUPPORTED_ALGORITHMS": "portal_core.enclave.passkey",
     "CredentialInfo": "portal_core.enclave.passkey",
     "PasskeyEnclave": "portal_core.enclave.passkey",

@@ -1,7 +1,8 @@
 """The enclave's durable records: plain frozen dataclasses, free of any storage engine.
 
 Sealed values (``sealed``) are KMS blobs (docs/kms.md): opaque without the HSM. They stay
-out of every repr all the same.
+out of every repr all the same. Field names are the column names of the records' tables: the
+SQLite store (:mod:`portal_core.store.enclave_sqlite`) builds records from rows by name.
 """
 
 from __future__ import annotations

@@ -1,18 +1,31 @@
-"""Durable custodian records behind one interface, :class:`CustodianStore`.
+"""Persistence: every SQL statement of portal-core lives in this package.
 
-:class:`SqliteStore` (standard-library ``sqlite3``, WAL, versioned migrations) is the embedded
-default; a PostgreSQL store will implement the same interface. Records and the schema:
-``docs/backup.md``.
+The custodian's records sit behind one interface, :class:`CustodianStore`.
+:class:`SqliteStore` (standard-library ``sqlite3``, WAL, versioned migrations) is the
+embedded default; a PostgreSQL store will implement the same interface. Records and the
+schema: ``docs/backup.md``.
 
     from portal_core.store import SqliteStore
     store = SqliteStore("custodian.db")
+
+The files, by layer and purpose:
+
+* ``database.py``: :class:`SqliteDatabase`, the connections, transactions, migrations and
+  private file modes both SQLite stores share; ``rows.py``: building records from rows.
+* ``base.py``, ``custodian_records.py``: the custodian's interface and records;
+  ``custodian_sqlite.py``, ``custodian_migrations.py``: its SQLite store and schema.
+* ``enclave_sqlite.py``, ``enclave_migrations.py``: the SQLite store and schema of the
+  enclave's :class:`~portal_core.enclave.store.EnclaveStore` (records in
+  :mod:`portal_core.enclave.records`). Import :class:`SqliteEnclaveStore` from
+  :mod:`portal_core.enclave`: it is not re-exported here, since the enclave store needs
+  the enclave's records and errors, and this package loads before them.
 """
 
 from __future__ import annotations
 
-from portal_core.store.base import CustodianStore, LockRef, StoreError
-from portal_core.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
-from portal_core.store.records import (
+from portal_core.store.custodian_interface import CustodianStore, LockRef, StoreError
+from portal_core.store.custodian_migrations import LATEST_VERSION, MIGRATIONS
+from portal_core.store.custodian_records import (
     BACKUP_METHODS,
     CURVES,
     BackupMode,
@@ -25,7 +38,8 @@ from portal_core.store.records import (
     SigningShareRecord,
     WalletRecord,
 )
-from portal_core.store.sqlite import SqliteStore
+from portal_core.store.custodian_sqlite import SqliteStore
+from portal_core.store.database import Migration
 
 __all__ = [
     "BACKUP_METHODS",

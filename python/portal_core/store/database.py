@@ -9,12 +9,20 @@
 * A schema history in a version table of the store's own, one migration per transaction, so
   several stores (each with its own tables and version table) can share one file, and two
   processes opening a new file at once apply each migration once.
+* Private files: a database this class creates is mode 0600 whatever the umask, and so are
+  its ``-wal`` and ``-shm`` companions (see :meth:`SqliteDatabase._create_private`).
+
+Stores use only the public methods: :meth:`~SqliteDatabase.transaction` for every change,
+:meth:`~SqliteDatabase.query` / :meth:`~SqliteDatabase.query_one` for reads, and
+:meth:`~SqliteDatabase.truncate_wal`; :func:`portal_core.store.rows.record_from_row` turns
+their rows into records.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,6 +30,11 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 __all__ = ["Migration", "SqliteDatabase"]
+
+# Database files hold records (sealed shares, cipher texts, vault counters): owner only.
+_PRIVATE_MODE = 0o600
+# The files SQLite keeps beside a WAL database; they hold page images, records included.
+_COMPANIONS = ("-wal", "-shm")
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,8 @@ class SqliteDatabase:
     """The connections, transactions and migrations of one store in one SQLite file.
 
     Subclasses name themselves (``what``, for messages), their version table, the exception
-    they raise (``error``) and any extra pragmas.
+    they raise (``error``) and any extra pragmas, and reach the database only through the
+    public methods below.
     """
 
     what = "store"
@@ -58,6 +72,7 @@ class SqliteDatabase:
         self.timeout = float(timeout)
         self._migrations = tuple(migrations)
         self._closed = False
+        self._create_private()
         self._reset_connections()
         conn = self._conn()
         try:
@@ -69,6 +84,71 @@ class SqliteDatabase:
                 f"the {self.what} {self.path!r} cannot use a WAL journal (got {mode!r})"
             )
         self._migrate()
+        self._narrow_companions()
+
+    def _create_private(self) -> None:
+        """Creates the database file, empty and mode 0600, if there is none yet.
+
+        The file is made here rather than by SQLite (which would use 0644 minus the umask),
+        so it never exists with a wider mode, not even for an instant: ``O_EXCL`` makes
+        sure this call is the one creating it, the mode given to ``open`` can only be
+        narrowed by the umask, and ``fchmod`` on the open descriptor then sets exactly
+        0600 whatever the umask was. Changing the process umask around the open instead
+        would race with every other thread creating files meanwhile.
+
+        SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode (it
+        sets that mode on them even against the umask), so they are 0600 from their first
+        instant as well. An existing database keeps the mode its operator gave it.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
+        except FileExistsError:
+            return
+        except OSError as e:
+            raise self.error(
+                f"cannot create the {self.what} {self.path!r}: {e.strerror or e}"
+            ) from None
+        try:
+            os.fchmod(fd, _PRIVATE_MODE)
+        except OSError as e:
+            raise self.error(
+                f"cannot make the {self.what} {self.path!r} private (mode 0600): {e.strerror or e}"
+            ) from None
+        finally:
+            os.close(fd)
+
+    def _narrow_companions(self) -> None:
+        """Takes from the ``-wal`` and ``-shm`` files any permission the database file does
+        not grant.
+
+        New companions already have the database's mode (see :meth:`_create_private`);
+        this catches older ones, left more open than the database by an earlier build or
+        by an operator who narrowed only the database file. SQLite keeps using a companion
+        it finds, whatever its mode, so the check runs on every open.
+
+        Raises:
+            error: a companion is more open than the database and its mode cannot be
+                changed (another user owns it).
+        """
+        try:
+            allowed = stat.S_IMODE(os.stat(self.path).st_mode)
+        except OSError as e:
+            raise self.error(
+                f"cannot read the mode of the {self.what} {self.path!r}: {e.strerror or e}"
+            ) from None
+        for suffix in _COMPANIONS:
+            companion = self.path + suffix
+            try:
+                mode = stat.S_IMODE(os.stat(companion).st_mode)
+                if mode & ~allowed:
+                    os.chmod(companion, mode & allowed)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise self.error(
+                    f"{companion!r} grants more access than the {self.what} {self.path!r} "
+                    f"and its mode cannot be narrowed: {e.strerror or e}"
+                ) from None
 
     def _reset_connections(self) -> None:
         self._local = threading.local()
@@ -101,10 +181,18 @@ class SqliteDatabase:
                 self._all.append(conn)
         return conn
 
+    # -- what the stores use ------------------------------------------------------------------
+
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed (and synced) if the block returns, rolled back if
-        it raises."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection, begun with ``BEGIN IMMEDIATE``
+        (the write lock is taken before the first read): committed (and synced) if the
+        block returns, rolled back if it raises.
+
+        Raises:
+            error: the transaction cannot start or commit, or an SQLite error escapes the
+                block (after the rollback).
+        """
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -127,15 +215,42 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK")
             raise self.error(f"{self.what} transaction failed to commit: {e}") from None
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of one read statement, outside any explicit transaction (``params``
+        are bound, never interpolated).
+
+        Raises:
+            error: the statement failed.
+        """
         try:
-            return self._conn().execute(sql, args).fetchall()
+            return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise self.error(f"{self.what} read failed: {e}") from None
 
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row of :meth:`query`, or None when there is none."""
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def truncate_wal(self) -> bool:
+        """Copies the WAL into the database file and truncates the WAL to zero bytes;
+        whether that completed (another connection still reading an older snapshot can
+        keep part of the WAL in use, in which case a later call finishes the job).
+
+        Raises:
+            error: the checkpoint failed.
+        """
+        try:
+            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as e:
+            raise self.error(f"{self.what} checkpoint failed: {e}") from None
+        return busy == 0
+
+    # -- schema -----------------------------------------------------------------------------
+
     def _migrate(self) -> None:
         table = self.version_table
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {table} ("
                 "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
@@ -143,7 +258,7 @@ class SqliteDatabase:
             )
         while True:
             # One migration per transaction, the version read again each time.
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 row = conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {table}").fetchone()
                 current = row[0]
                 latest = self._migrations[-1].version
@@ -164,7 +279,7 @@ class SqliteDatabase:
 
     @property
     def schema_version(self) -> int:
-        rows = self._read(f"SELECT COALESCE(MAX(version), 0) FROM {self.version_table}")
+        rows = self.query(f"SELECT COALESCE(MAX(version), 0) FROM {self.version_table}")
         return int(rows[0][0])
 
     def close(self) -> None:

@@ -5,7 +5,11 @@
 * One connection per thread, so the store can be shared by threads; every change runs in a
   ``BEGIN IMMEDIATE`` transaction (the write lock is taken first, so two read-check-write
   sequences cannot interleave).
-* Schema migrations from :mod:`portal_core.store.migrations`, applied when the store opens.
+* Schema migrations from :mod:`portal_core.store.custodian_migrations`, applied when the
+  store opens; a new database file is created mode 0600.
+
+The connections, transactions and file handling are :class:`~portal_core.store.database.
+SqliteDatabase`'s; this module holds the custodian's SQL.
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ from portal_core.exceptions import (
     WalletAlreadyExists,
     WalletModificationInProgress,
 )
-from portal_core.store.base import LockRef, StoreError
-from portal_core.store.database import SqliteDatabase
-from portal_core.store.migrations import MIGRATIONS, Migration
-from portal_core.store.records import (
+from portal_core.store.custodian_interface import LockRef, StoreError
+from portal_core.store.custodian_migrations import MIGRATIONS
+from portal_core.store.custodian_records import (
     BackupMode,
     BackupRecord,
     ClientRecord,
@@ -33,6 +36,8 @@ from portal_core.store.records import (
     SigningShareRecord,
     WalletRecord,
 )
+from portal_core.store.database import Migration, SqliteDatabase
+from portal_core.store.rows import record_from_row
 
 __all__ = ["SqliteStore"]
 
@@ -46,39 +51,17 @@ _SIGNING_COLUMNS = (
 )
 
 
+# The two records read in several places, with the converters of their enum columns.
 def _pair(row: sqlite3.Row) -> PairRecord:
-    return PairRecord(
-        pair_id=row["pair_id"],
-        backup_id=row["backup_id"],
-        wallet_id=row["wallet_id"],
-        method=row["method"],
-        curve=row["curve"],
-        status=PairStatus(row["status"]),
-        public_key=row["public_key"],
-        client_public_share=row["client_public_share"],
-        custodian_public_share=row["custodian_public_share"],
-        sealed_custodian_share=row["sealed_custodian_share"],
-        created_at=row["created_at"],
-        completed_at=row["completed_at"],
-    )
-
-
-def _signing(row: sqlite3.Row) -> SigningShareRecord:
-    return SigningShareRecord(**{k: row[k] for k in row.keys()})
+    return record_from_row(PairRecord, row, status=PairStatus)
 
 
 def _backup(row: sqlite3.Row) -> BackupRecord:
-    return BackupRecord(
-        backup_id=row["backup_id"],
-        wallet_id=row["wallet_id"],
-        method=row["method"],
-        mode=BackupMode(row["mode"]),
-        created_at=row["created_at"],
-    )
+    return record_from_row(BackupRecord, row, mode=BackupMode)
 
 
 class SqliteStore(SqliteDatabase):
-    """A :class:`~portal_core.store.base.CustodianStore` in one SQLite file.
+    """A :class:`~portal_core.store.custodian_interface.CustodianStore` in one SQLite file.
 
     ``path``: the database file (created if missing; its directory must exist).
     ``timeout``: seconds a writer waits for another's transaction before failing.
@@ -126,7 +109,7 @@ class SqliteStore(SqliteDatabase):
     # -- clients and wallets -------------------------------------------------------------
 
     def add_client(self, client_id: str, now: float) -> ClientRecord:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM clients WHERE client_id = ?", (client_id,)).fetchone():
                 raise StoreError(f"client {client_id!r} already exists")
             conn.execute(
@@ -135,13 +118,13 @@ class SqliteStore(SqliteDatabase):
         return ClientRecord(client_id, now)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
-        rows = self._read("SELECT * FROM clients WHERE client_id = ?", (client_id,))
-        return ClientRecord(rows[0]["client_id"], rows[0]["created_at"]) if rows else None
+        row = self.query_one("SELECT * FROM clients WHERE client_id = ?", (client_id,))
+        return None if row is None else record_from_row(ClientRecord, row)
 
     def add_wallet(
         self, wallet: WalletRecord, shares: Sequence[SigningShareRecord], *, lock: LockRef
     ) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._check_lock(conn, lock)
             if conn.execute(
                 "SELECT 1 FROM wallets WHERE client_id = ?", (wallet.client_id,)
@@ -171,12 +154,10 @@ class SqliteStore(SqliteDatabase):
                 )
             self._release(conn, lock)
 
-    def _wallet(self, where: str, arg: str) -> WalletRecord | None:
-        rows = self._read(f"SELECT * FROM wallets WHERE {where} = ?", (arg,))
-        if not rows:
-            return None
-        r = rows[0]
-        return WalletRecord(r["wallet_id"], r["client_id"], r["created_at"], r["ejected_at"])
+    def _wallet(self, column: str, value: str) -> WalletRecord | None:
+        # ``column`` is one of two constants below, never input.
+        row = self.query_one(f"SELECT * FROM wallets WHERE {column} = ?", (value,))
+        return None if row is None else record_from_row(WalletRecord, row)
 
     def get_wallet(self, wallet_id: str) -> WalletRecord | None:
         return self._wallet("wallet_id", wallet_id)
@@ -185,16 +166,16 @@ class SqliteStore(SqliteDatabase):
         return self._wallet("client_id", client_id)
 
     def signing_shares(self, wallet_id: str) -> dict[str, SigningShareRecord]:
-        rows = self._read(
+        rows = self.query(
             f"SELECT {_SIGNING_COLUMNS} FROM signing_shares WHERE wallet_id = ? ORDER BY curve",
             (wallet_id,),
         )
-        return {r["curve"]: _signing(r) for r in rows}
+        return {r["curve"]: record_from_row(SigningShareRecord, r) for r in rows}
 
     def replace_signing_shares(
         self, wallet_id: str, shares: Sequence[SigningShareRecord], *, lock: LockRef
     ) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._check_lock(conn, lock)
             for s in shares:
                 self._checkpoint("store.replace_signing_shares.share")
@@ -219,7 +200,7 @@ class SqliteStore(SqliteDatabase):
             self._release(conn, lock)
 
     def mark_ejected(self, wallet_id: str, now: float) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute("UPDATE wallets SET ejected_at = ? WHERE wallet_id = ?", (now, wallet_id))
 
     # -- locks ---------------------------------------------------------------------------
@@ -227,7 +208,7 @@ class SqliteStore(SqliteDatabase):
     def acquire_lock(
         self, client_id: str, owner: str, operation: str, now: float, ttl: float
     ) -> LockRecord:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT * FROM locks WHERE client_id = ?", (client_id,)).fetchone()
             if row is not None and row["owner"] != owner and row["expires_at"] > now:
                 raise WalletModificationInProgress(
@@ -246,16 +227,11 @@ class SqliteStore(SqliteDatabase):
         return record
 
     def get_lock(self, client_id: str) -> LockRecord | None:
-        rows = self._read("SELECT * FROM locks WHERE client_id = ?", (client_id,))
-        if not rows:
-            return None
-        r = rows[0]
-        return LockRecord(
-            r["client_id"], r["owner"], r["operation"], r["acquired_at"], r["expires_at"]
-        )
+        row = self.query_one("SELECT * FROM locks WHERE client_id = ?", (client_id,))
+        return None if row is None else record_from_row(LockRecord, row)
 
     def release_lock(self, client_id: str, owner: str) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "DELETE FROM locks WHERE client_id = ? AND owner = ?", (client_id, owner)
             )
@@ -266,7 +242,7 @@ class SqliteStore(SqliteDatabase):
     def add_backup(
         self, backup: BackupRecord, pairs: Sequence[PairRecord], *, lock: LockRef
     ) -> list[PairRecord]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._check_lock(conn, lock)
             stale = [
                 _pair(r)
@@ -307,18 +283,18 @@ class SqliteStore(SqliteDatabase):
         return stale
 
     def get_backup(self, backup_id: str) -> BackupRecord | None:
-        rows = self._read("SELECT * FROM backups WHERE backup_id = ?", (backup_id,))
-        return _backup(rows[0]) if rows else None
+        row = self.query_one("SELECT * FROM backups WHERE backup_id = ?", (backup_id,))
+        return None if row is None else _backup(row)
 
     def backup_pairs(self, backup_id: str) -> list[PairRecord]:
-        rows = self._read(
+        rows = self.query(
             f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE backup_id = ? ORDER BY curve",
             (backup_id,),
         )
         return [_pair(r) for r in rows]
 
     def wallet_pairs(self, wallet_id: str) -> list[PairRecord]:
-        rows = self._read(
+        rows = self.query(
             f"SELECT {_PAIR_COLUMNS} FROM backup_pairs WHERE wallet_id = ? "
             "ORDER BY created_at, backup_id, curve",
             (wallet_id,),
@@ -326,7 +302,7 @@ class SqliteStore(SqliteDatabase):
         return [_pair(r) for r in rows]
 
     def completed_backup(self, wallet_id: str, method: str) -> BackupRecord | None:
-        rows = self._read(
+        rows = self.query(
             "SELECT * FROM backups WHERE backup_id IN (SELECT backup_id FROM backup_pairs "
             "WHERE wallet_id = ? AND method = ? AND status = 'completed')",
             (wallet_id, method),
@@ -362,7 +338,7 @@ class SqliteStore(SqliteDatabase):
     ) -> None:
         if status is PairStatus.COMPLETED:
             raise ValueError("use complete_backup() to complete a backup")
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._expect(conn, backup_id, expect)
             conn.execute(
                 "UPDATE backup_pairs SET status = ? WHERE backup_id = ?", (status, backup_id)
@@ -370,7 +346,7 @@ class SqliteStore(SqliteDatabase):
             self._release(conn, release)
 
     def store_cipher_text(self, backup_id: str, cipher_text: bytes, now: float) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._expect(conn, backup_id, {PairStatus.STORED_CLIENT_BACKUP_SHARE_KEY})
             conn.execute(
                 "INSERT INTO cipher_texts (backup_id, cipher_text, stored_at) VALUES (?, ?, ?) "
@@ -385,13 +361,15 @@ class SqliteStore(SqliteDatabase):
             )
 
     def cipher_text(self, backup_id: str) -> bytes | None:
-        rows = self._read("SELECT cipher_text FROM cipher_texts WHERE backup_id = ?", (backup_id,))
-        return bytes(rows[0]["cipher_text"]) if rows else None
+        row = self.query_one(
+            "SELECT cipher_text FROM cipher_texts WHERE backup_id = ?", (backup_id,)
+        )
+        return None if row is None else bytes(row["cipher_text"])
 
     def complete_backup(
         self, backup_id: str, now: float, *, release: LockRef | None = None
     ) -> list[PairRecord]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._expect(conn, backup_id, {PairStatus.STORED_CLIENT_BACKUP_SHARE})
             b = _backup(
                 conn.execute("SELECT * FROM backups WHERE backup_id = ?", (backup_id,)).fetchone()
@@ -424,7 +402,7 @@ class SqliteStore(SqliteDatabase):
         return replaced
 
     def delete_backup(self, backup_id: str, *, unfinished_only: bool = True) -> list[PairRecord]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             pairs = [
                 _pair(r)
                 for r in conn.execute(
@@ -439,7 +417,7 @@ class SqliteStore(SqliteDatabase):
     # -- eject ---------------------------------------------------------------------------
 
     def authorize_eject(self, wallet_id: str, now: float, expires_at: float) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO eject_windows (wallet_id, authorized_at, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (wallet_id) DO UPDATE SET authorized_at = excluded.authorized_at, "
@@ -448,7 +426,7 @@ class SqliteStore(SqliteDatabase):
             )
 
     def take_eject_window(self, wallet_id: str) -> EjectWindow | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 "SELECT * FROM eject_windows WHERE wallet_id = ?", (wallet_id,)
             ).fetchone()
@@ -456,4 +434,4 @@ class SqliteStore(SqliteDatabase):
                 return None
             # Used or expired, the window is gone: a second eject needs a new authorisation.
             conn.execute("DELETE FROM eject_windows WHERE wallet_id = ?", (wallet_id,))
-            return EjectWindow(row["wallet_id"], row["authorized_at"], row["expires_at"])
+            return record_from_row(EjectWindow, row)

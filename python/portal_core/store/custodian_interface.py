@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 from portal_core.exceptions import PortalError
-from portal_core.store.records import (
+from portal_core.store.custodian_records import (
     BackupRecord,
     ClientRecord,
     EjectWindow,

@@ -1,4 +1,6 @@
-"""The enclave store on SQLite (the standard library's ``sqlite3``).
+"""The enclave store on SQLite (the standard library's ``sqlite3``): an
+:class:`~portal_core.enclave.store.EnclaveStore` holding the records of
+:mod:`portal_core.enclave.records`.
 
 * WAL journal, ``synchronous=FULL`` (a committed transaction, a spent vault try among
   them, survives a crash or power loss), foreign keys on, ``secure_delete`` on (deleted
@@ -7,9 +9,14 @@
 * One connection per thread. Every change runs in a ``BEGIN IMMEDIATE`` transaction: the
   write lock is taken before the first read, so read-check-write sequences (a challenge
   taken, a vault try spent) cannot interleave, across threads or processes.
-* Its own tables, all named ``enclave_*``, and its own schema history in
-  ``enclave_schema_version``: it can share a database file with the custodian store
-  (:mod:`portal_core.store`) without touching that store's tables or migrations.
+* Its own tables, all named ``enclave_*``, and its own schema history
+  (:mod:`portal_core.store.enclave_migrations`, recorded in ``enclave_schema_version``):
+  it can share a database file with the custodian store without touching that store's
+  tables or migrations. A new database file is created mode 0600.
+
+The connections, transactions and file handling are :class:`~portal_core.store.database.
+SqliteDatabase`'s; this module holds the enclave's SQL. Import :class:`SqliteEnclaveStore`
+from :mod:`portal_core.enclave`.
 """
 
 from __future__ import annotations
@@ -32,100 +39,14 @@ from portal_core.enclave.records import (
     VaultRecord,
 )
 from portal_core.store.database import Migration, SqliteDatabase
+from portal_core.store.enclave_migrations import ENCLAVE_MIGRATIONS
+from portal_core.store.rows import record_from_row
 
-__all__ = ["ENCLAVE_MIGRATIONS", "EnclaveMigration", "SqliteEnclaveStore"]
+__all__ = ["SqliteEnclaveStore"]
 
-
-# The enclave's schema history uses the stores' one migration type.
-EnclaveMigration = Migration
-
-
-# Migrations are only ever appended; an applied one is never edited.
-ENCLAVE_MIGRATIONS: tuple[EnclaveMigration, ...] = (
-    EnclaveMigration(
-        1,
-        "enclave users, credentials, challenges, passkey-gated keys, vault records",
-        (
-            """CREATE TABLE enclave_users (
-                user_id      TEXT PRIMARY KEY,
-                user_handle  BLOB NOT NULL UNIQUE,
-                created_at   REAL NOT NULL
-            ) STRICT""",
-            """CREATE TABLE enclave_credentials (
-                credential_id   BLOB PRIMARY KEY,
-                user_id         TEXT NOT NULL
-                                REFERENCES enclave_users (user_id) ON DELETE CASCADE,
-                public_key      BLOB NOT NULL,
-                alg             INTEGER NOT NULL,
-                sign_count      INTEGER NOT NULL CHECK (sign_count >= 0),
-                aaguid          TEXT NOT NULL,
-                fmt             TEXT NOT NULL,
-                transports      TEXT NOT NULL,
-                backup_eligible INTEGER NOT NULL CHECK (backup_eligible IN (0, 1)),
-                backed_up       INTEGER NOT NULL CHECK (backed_up IN (0, 1)),
-                prf_salt        BLOB NOT NULL,
-                prf_enabled     INTEGER NOT NULL CHECK (prf_enabled IN (0, 1)),
-                created_at      REAL NOT NULL,
-                last_used_at    REAL,
-                UNIQUE (credential_id, user_id)
-            ) STRICT""",
-            "CREATE INDEX enclave_credentials_user ON enclave_credentials (user_id)",
-            """CREATE TABLE enclave_challenges (
-                challenge_hash  BLOB PRIMARY KEY,
-                user_id         TEXT NOT NULL,
-                ceremony        TEXT NOT NULL
-                                CHECK (ceremony IN ('registration', 'authentication')),
-                created_at      REAL NOT NULL,
-                expires_at      REAL NOT NULL
-            ) STRICT""",
-            "CREATE INDEX enclave_challenges_expiry ON enclave_challenges (expires_at)",
-            # The composite foreign key ties each key to a credential *of the same user*.
-            """CREATE TABLE enclave_keys (
-                user_id        TEXT NOT NULL,
-                credential_id  BLOB NOT NULL,
-                slot           TEXT NOT NULL,
-                mode           TEXT NOT NULL CHECK (mode IN ('server', 'prf')),
-                sealed         BLOB NOT NULL,
-                created_at     REAL NOT NULL,
-                updated_at     REAL NOT NULL,
-                PRIMARY KEY (user_id, credential_id, slot),
-                FOREIGN KEY (credential_id, user_id)
-                    REFERENCES enclave_credentials (credential_id, user_id) ON DELETE CASCADE
-            ) STRICT""",
-            "CREATE INDEX enclave_keys_slot ON enclave_keys (user_id, slot)",
-            """CREATE TABLE enclave_vault (
-                slot          TEXT PRIMARY KEY,
-                sealed        BLOB,
-                tries_left    INTEGER NOT NULL CHECK (tries_left >= 0),
-                max_tries     INTEGER NOT NULL CHECK (max_tries BETWEEN 1 AND 255),
-                generation    INTEGER NOT NULL CHECK (generation >= 1),
-                created_at    REAL NOT NULL,
-                updated_at    REAL NOT NULL,
-                destroyed_at  REAL,
-                CHECK (tries_left <= max_tries),
-                CHECK ((sealed IS NULL) = (destroyed_at IS NOT NULL))
-            ) STRICT""",
-        ),
-    ),
-    # Issue 8, items 3 and 4. Rows written before keep owner '' (unclaimed: the first
-    # caller with the right access key claims them) and challenges keep operation NULL
-    # (refused at finish). Every new query looks rows up by their primary key, so no
-    # index is needed.
-    EnclaveMigration(
-        2,
-        "vault records get an owner and public params; login challenges their operation and slot",
-        (
-            "ALTER TABLE enclave_vault ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
-            "ALTER TABLE enclave_vault ADD COLUMN params BLOB NOT NULL DEFAULT x''",
-            "ALTER TABLE enclave_challenges ADD COLUMN operation TEXT "
-            "CHECK (operation IS NULL OR operation IN ('read', 'write'))",
-            "ALTER TABLE enclave_challenges ADD COLUMN slot TEXT",
-        ),
-    ),
-)
-
-assert [m.version for m in ENCLAVE_MIGRATIONS] == list(range(1, len(ENCLAVE_MIGRATIONS) + 1))
-
+# The column lists, in each record's field order (constants: the only text interpolated
+# into this module's SQL).
+_USER_COLUMNS = "user_id, user_handle, created_at"
 _CREDENTIAL_COLUMNS = (
     "credential_id, user_id, public_key, alg, sign_count, aaguid, fmt, transports, "
     "backup_eligible, backed_up, prf_salt, prf_enabled, created_at, last_used_at"
@@ -135,43 +56,26 @@ _VAULT_COLUMNS = (
     "destroyed_at, params"
 )
 _CHALLENGE_COLUMNS = "challenge_hash, user_id, ceremony, created_at, expires_at, operation, slot"
+_KEY_COLUMNS = "user_id, credential_id, slot, mode, sealed, created_at, updated_at"
 # A record of the caller, or one written before owners existed and not yet claimed.
 _OWNED = "slot = ? AND owner IN (?, '')"
 
 
+# The records read in several places, with the converters of the columns SQL cannot hold
+# as the record does (transports as a JSON list, flags as INTEGER 0 or 1).
 def _credential(row: sqlite3.Row) -> CredentialRecord:
-    return CredentialRecord(
-        credential_id=row["credential_id"],
-        user_id=row["user_id"],
-        public_key=row["public_key"],
-        alg=row["alg"],
-        sign_count=row["sign_count"],
-        aaguid=row["aaguid"],
-        fmt=row["fmt"],
-        transports=tuple(json.loads(row["transports"])),
-        backup_eligible=bool(row["backup_eligible"]),
-        backed_up=bool(row["backed_up"]),
-        prf_salt=row["prf_salt"],
-        prf_enabled=bool(row["prf_enabled"]),
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
+    return record_from_row(
+        CredentialRecord,
+        row,
+        transports=lambda text: tuple(json.loads(text)),
+        backup_eligible=bool,
+        backed_up=bool,
+        prf_enabled=bool,
     )
 
 
 def _vault(row: sqlite3.Row) -> VaultRecord:
-    return VaultRecord(**{k: row[k] for k in row.keys()})
-
-
-def _key(row: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(
-        user_id=row["user_id"],
-        credential_id=row["credential_id"],
-        slot=row["slot"],
-        mode=KeyMode(row["mode"]),
-        sealed=row["sealed"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return record_from_row(VaultRecord, row)
 
 
 class SqliteEnclaveStore(SqliteDatabase):
@@ -198,7 +102,7 @@ class SqliteEnclaveStore(SqliteDatabase):
         path: str | os.PathLike[str],
         *,
         timeout: float = 30.0,
-        migrations: Sequence[EnclaveMigration] = ENCLAVE_MIGRATIONS,
+        migrations: Sequence[Migration] = ENCLAVE_MIGRATIONS,
     ) -> None:
         super().__init__(path, timeout=timeout, migrations=migrations)
 
@@ -209,36 +113,35 @@ class SqliteEnclaveStore(SqliteDatabase):
         """Best effort, after a secret was deleted: copy the WAL into the database file and
         truncate the WAL, so the old page images that held the secret leave both files
         (``secure_delete`` already zeroed it in the new ones). Another connection reading
-        at this moment can keep the WAL from being truncated; the next scrub gets it."""
-        with suppress(sqlite3.Error):
-            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        at this moment can keep the WAL from being truncated; the next scrub gets it. The
+        deletion is committed by then, so a failure here is not the caller's."""
+        with suppress(EnclaveStoreError):
+            self.truncate_wal()
 
     # -- users ----------------------------------------------------------------------------
 
     def ensure_user(self, user_id: str, user_handle: bytes, now: float) -> UserRecord:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO enclave_users (user_id, user_handle, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (user_id) DO NOTHING",
                 (user_id, user_handle, now),
             )
             row = conn.execute(
-                "SELECT user_id, user_handle, created_at FROM enclave_users WHERE user_id = ?",
-                (user_id,),
+                f"SELECT {_USER_COLUMNS} FROM enclave_users WHERE user_id = ?", (user_id,)
             ).fetchone()
-        return UserRecord(row["user_id"], row["user_handle"], row["created_at"])
+        return record_from_row(UserRecord, row)
 
     def get_user(self, user_id: str) -> UserRecord | None:
-        rows = self._read(
-            "SELECT user_id, user_handle, created_at FROM enclave_users WHERE user_id = ?",
-            (user_id,),
+        row = self.query_one(
+            f"SELECT {_USER_COLUMNS} FROM enclave_users WHERE user_id = ?", (user_id,)
         )
-        return UserRecord(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+        return None if row is None else record_from_row(UserRecord, row)
 
     # -- challenges -----------------------------------------------------------------------
 
     def add_challenge(self, record: ChallengeRecord, *, purge_before: float) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM enclave_challenges WHERE expires_at < ?", (purge_before,))
             conn.execute(
                 f"INSERT INTO enclave_challenges ({_CHALLENGE_COLUMNS}) "
@@ -257,7 +160,7 @@ class SqliteEnclaveStore(SqliteDatabase):
     def take_challenge(self, challenge_hash: bytes) -> ChallengeRecord | None:
         # One DELETE ... RETURNING under the write lock: of two finishes racing for the
         # same challenge, exactly one gets the row.
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 f"DELETE FROM enclave_challenges WHERE challenge_hash = ? "
                 f"RETURNING {_CHALLENGE_COLUMNS}",
@@ -265,20 +168,12 @@ class SqliteEnclaveStore(SqliteDatabase):
             ).fetchone()
         if row is None:
             return None
-        return ChallengeRecord(
-            challenge_hash=row["challenge_hash"],
-            user_id=row["user_id"],
-            ceremony=Ceremony(row["ceremony"]),
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
-            operation=None if row["operation"] is None else LoginOperation(row["operation"]),
-            slot=row["slot"],
-        )
+        return record_from_row(ChallengeRecord, row, ceremony=Ceremony, operation=LoginOperation)
 
     # -- credentials ----------------------------------------------------------------------
 
     def add_credential(self, record: CredentialRecord) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if conn.execute(
                 "SELECT 1 FROM enclave_credentials WHERE credential_id = ?",
                 (record.credential_id,),
@@ -309,14 +204,14 @@ class SqliteEnclaveStore(SqliteDatabase):
             )
 
     def get_credential(self, credential_id: bytes) -> CredentialRecord | None:
-        rows = self._read(
+        row = self.query_one(
             f"SELECT {_CREDENTIAL_COLUMNS} FROM enclave_credentials WHERE credential_id = ?",
             (credential_id,),
         )
-        return _credential(rows[0]) if rows else None
+        return None if row is None else _credential(row)
 
     def list_credentials(self, user_id: str) -> list[CredentialRecord]:
-        rows = self._read(
+        rows = self.query(
             f"SELECT {_CREDENTIAL_COLUMNS} FROM enclave_credentials WHERE user_id = ? "
             "ORDER BY created_at, credential_id",
             (user_id,),
@@ -326,7 +221,7 @@ class SqliteEnclaveStore(SqliteDatabase):
     def update_sign_count(
         self, credential_id: bytes, *, expected: int, new: int, backed_up: bool, now: float
     ) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE enclave_credentials SET sign_count = ?, backed_up = ?, last_used_at = ? "
                 "WHERE credential_id = ? AND sign_count = ?",
@@ -335,7 +230,7 @@ class SqliteEnclaveStore(SqliteDatabase):
             return cur.rowcount == 1
 
     def delete_credential(self, user_id: str, credential_id: bytes) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "DELETE FROM enclave_credentials WHERE credential_id = ? AND user_id = ?",
                 (credential_id, user_id),
@@ -348,10 +243,9 @@ class SqliteEnclaveStore(SqliteDatabase):
     # -- passkey-gated keys ---------------------------------------------------------------
 
     def put_key(self, record: KeyRecord) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO enclave_keys "
-                "(user_id, credential_id, slot, mode, sealed, created_at, updated_at) "
+                f"INSERT INTO enclave_keys ({_KEY_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (user_id, credential_id, slot) DO UPDATE SET "
                 "mode = excluded.mode, sealed = excluded.sealed, updated_at = excluded.updated_at",
@@ -367,15 +261,15 @@ class SqliteEnclaveStore(SqliteDatabase):
             )
 
     def get_key(self, user_id: str, credential_id: bytes, slot: str) -> KeyRecord | None:
-        rows = self._read(
-            "SELECT user_id, credential_id, slot, mode, sealed, created_at, updated_at "
-            "FROM enclave_keys WHERE user_id = ? AND credential_id = ? AND slot = ?",
+        row = self.query_one(
+            f"SELECT {_KEY_COLUMNS} FROM enclave_keys "
+            "WHERE user_id = ? AND credential_id = ? AND slot = ?",
             (user_id, credential_id, slot),
         )
-        return _key(rows[0]) if rows else None
+        return None if row is None else record_from_row(KeyRecord, row, mode=KeyMode)
 
     def delete_keys(self, user_id: str, slot: str) -> int:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             count = conn.execute(
                 "DELETE FROM enclave_keys WHERE user_id = ? AND slot = ?", (user_id, slot)
             ).rowcount
@@ -386,7 +280,7 @@ class SqliteEnclaveStore(SqliteDatabase):
     # -- the guess-limited vault ----------------------------------------------------------
 
     def vault_create(self, record: VaultRecord) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 f"INSERT INTO enclave_vault ({_VAULT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (slot) DO NOTHING",
@@ -406,8 +300,8 @@ class SqliteEnclaveStore(SqliteDatabase):
             return cur.rowcount == 1
 
     def vault_get(self, slot: str) -> VaultRecord | None:
-        rows = self._read(f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,))
-        return _vault(rows[0]) if rows else None
+        row = self.query_one(f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE slot = ?", (slot,))
+        return None if row is None else _vault(row)
 
     def vault_take_try(self, slot: str, owner: str, now: float) -> VaultRecord | None:
         destroyed = False
@@ -415,7 +309,7 @@ class SqliteEnclaveStore(SqliteDatabase):
         # thread or process, run one after another, each seeing the previous decrement.
         # The owner is part of the lookup, in the same transaction: a caller who is not
         # the owner finds no row, and so can neither spend a try nor destroy the secret.
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 f"SELECT {_VAULT_COLUMNS} FROM enclave_vault WHERE {_OWNED}", (slot, owner)
             ).fetchone()
@@ -444,7 +338,7 @@ class SqliteEnclaveStore(SqliteDatabase):
         return _vault(row)
 
     def vault_reset_tries(self, slot: str, generation: int, now: float) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE enclave_vault SET tries_left = max_tries, updated_at = ? "
                 "WHERE slot = ? AND generation = ? AND sealed IS NOT NULL",
@@ -455,7 +349,7 @@ class SqliteEnclaveStore(SqliteDatabase):
     def vault_claim(
         self, slot: str, owner: str, generation: int, sealed: bytes, now: float
     ) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE enclave_vault SET owner = ?, sealed = ?, tries_left = max_tries, "
                 "generation = generation + 1, updated_at = ? "
@@ -468,7 +362,7 @@ class SqliteEnclaveStore(SqliteDatabase):
         return done
 
     def vault_destroy(self, slot: str, generation: int, now: float) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE enclave_vault SET sealed = NULL, tries_left = 0, destroyed_at = ?, "
                 "updated_at = ? WHERE slot = ? AND generation = ? AND sealed IS NOT NULL",
@@ -482,7 +376,7 @@ class SqliteEnclaveStore(SqliteDatabase):
     def vault_replace(
         self, slot: str, owner: str, generation: int, sealed: bytes, max_tries: int, now: float
     ) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE enclave_vault SET sealed = ?, tries_left = ?, max_tries = ?, "
                 "generation = generation + 1, updated_at = ? "
@@ -495,7 +389,7 @@ class SqliteEnclaveStore(SqliteDatabase):
         return done
 
     def vault_delete(self, slot: str, owner: str) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(f"DELETE FROM enclave_vault WHERE {_OWNED}", (slot, owner))
             done = cur.rowcount == 1
         if done:

@@ -1,6 +1,7 @@
-"""Versioned schema of the SQLite store: ordered migrations of SQL steps.
+"""Versioned schema of the custodian's SQLite store: ordered migrations of SQL steps.
 
-A database records each migration applied in ``schema_version``. Opening a store applies,
+A database records each migration applied in ``schema_version`` (the enclave's tables have
+their own history, :mod:`portal_core.store.enclave_migrations`). Opening a store applies,
 in order and each in its own transaction, every migration newer than the database's
 version; a database newer than this build is refused rather than guessed at. Migrations
 are only ever appended: an applied migration is never edited.

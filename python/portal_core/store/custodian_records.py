@@ -1,7 +1,9 @@
-"""The custodian's records: plain frozen dataclasses shared by every store implementation.
+"""The custodian's records: plain frozen dataclasses shared by every custodian store.
 
 Sealed blobs (custodian shares sealed under the KMS, client cipher texts) are kept out of
-``repr``: they are not plaintext, but nothing gains from printing them.
+``repr``: they are not plaintext, but nothing gains from printing them. Field names are the
+column names of the records' tables: the stores build records from rows by name
+(:func:`portal_core.store.rows.record_from_row`).
 """
 
 from __future__ import annotations
