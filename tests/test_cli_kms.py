@@ -74,6 +74,128 @@ def test_create_rotate_list_retire(hsm_env, name):
     assert too_far.returncode == 1 and "between" in too_far.stderr
 
 
+def test_retire_is_bounded_by_the_newest_version_and_refuses_zero(hsm_env, kms, name):
+    kms.create_key(name)
+    only = run_cli("keys", "retire", name, "1", env=hsm_env)
+    assert only.returncode == 1 and f"keys rotate {name}" in only.stderr
+    kms.rotate(name)
+    newest = run_cli("keys", "retire", name, "2", env=hsm_env)
+    assert newest.returncode == 1
+    assert "newest version" in newest.stderr and "between 1 and 1" in newest.stderr
+    assert "not 3" not in newest.stderr  # the old message spoke of the internal bound
+    beyond = run_cli("keys", "retire", name, "7", env=hsm_env)
+    assert beyond.returncode == 1 and "no version 7" in beyond.stderr
+    zero = run_cli("keys", "retire", name, "0", env=hsm_env)
+    assert zero.returncode == 1 and "1 or more" in zero.stderr
+    negative = run_cli("keys", "retire", name, "-1", env=hsm_env)
+    assert negative.returncode != 0
+    # None of the refused calls changed anything; the one valid version still works.
+    assert kms.describe(name).min_decryption_version == 1
+    assert run_cli("keys", "retire", name, "1", env=hsm_env).returncode == 0
+    assert kms.describe(name).min_decryption_version == 2
+    # Retiring moves the bar up only: a lower version does not bring retired ones back.
+    kms.rotate(name)
+    assert run_cli("keys", "retire", name, "2", env=hsm_env).returncode == 0
+    back = run_cli("keys", "retire", name, "1", env=hsm_env)
+    assert back.returncode == 1 and "retired already" in back.stderr
+    assert kms.describe(name).min_decryption_version == 3
+
+
+def test_rewrap_leaves_blobs_at_the_newest_version_alone(hsm_env, kms, tmp_path, name):
+    kms.create_key(name)
+    old = [tmp_path / f"old-{i}.bin" for i in range(3)]
+    for path, blob in zip(old, kms.seal_many(name, [b"a", b"b", b"c"], context=CTX), strict=True):
+        path.write_bytes(blob)
+    kms.rotate(name)
+    current = [tmp_path / f"new-{i}.bin" for i in range(2)]
+    for path, blob in zip(current, kms.seal_many(name, [b"d", b"e"], context=CTX), strict=True):
+        path.write_bytes(blob)
+    before = {p: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in current}
+    run = run_cli("keys", "rewrap", str(tmp_path), "--no-progress", env=hsm_env)
+    assert run.returncode == 0, run.stderr
+    assert "rewrapped 3 of 5" in run.stdout and f"{name}: v1 -> v2: 3" in run.stdout
+    assert "already at the newest version, left as they were: 2" in run.stdout
+    for path in current:  # not rewritten: same bytes, same file
+        assert (path.read_bytes(), path.stat().st_ino, path.stat().st_mtime_ns) == before[path]
+    assert {kms.inspect(p.read_bytes()).key_version for p in old} == {2}
+    again = run_cli("keys", "rewrap", str(tmp_path), "--no-progress", env=hsm_env)
+    assert again.returncode == 0 and "rewrapped 0 of 5" in again.stdout
+
+
+def test_rewrap_syncs_its_own_files_and_directories_not_the_machine(
+    hsm_env, kms, tmp_path, name, monkeypatch
+):
+    from portal_core import cli
+
+    kms.create_key(name)
+    store = tmp_path / "store"
+    (store / "nested").mkdir(parents=True)
+    stale = [store / "a.bin", store / "b.bin", store / "nested" / "c.bin"]
+    for path, blob in zip(stale, kms.seal_many(name, [b"1", b"2", b"3"], context=CTX), strict=True):
+        path.write_bytes(blob)
+    kms.rotate(name)
+    (store / "nested" / "current.bin").write_bytes(kms.seal(name, b"4", context=CTX))
+
+    def machine_wide_sync() -> None:
+        raise AssertionError("keys rewrap must not call os.sync()")
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the synced files")
+    monkeypatch.setattr(os, "sync", machine_wide_sync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    for var, value in hsm_env.items():
+        monkeypatch.setenv(var, value)
+    assert cli.main(["keys", "rewrap", str(store), "--no-progress"]) == 0
+    monkeypatch.undo()
+    temps = sorted(p for p in synced if p.endswith(".rewrap-tmp"))
+    assert temps == sorted(str(p.with_name(f".{p.name}.rewrap-tmp")) for p in stale)
+    assert sorted(p for p in synced if not p.endswith(".rewrap-tmp")) == sorted(
+        [str(store), str(store / "nested")]
+    )
+    assert {kms.inspect(p.read_bytes()).key_version for p in stale} == {2}
+
+
+def test_every_positional_argument_has_help():
+    import argparse
+
+    from portal_core.kms import cli as kms_cli
+
+    parser = argparse.ArgumentParser(prog="portal-core")
+    kms_cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    seen: dict[str, str] = {}
+    parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        parsers[path] = p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{path} {sub_name}")
+            elif not action.option_strings:
+                seen[f"{path} {action.dest}"] = action.help or ""
+
+    walk(parser, "portal-core")
+    # hsm init DIR; keys create, rotate and list NAME; retire NAME VERSION; rewrap PATH...
+    assert len(seen) == 7, seen
+    assert all(seen.values()), [where for where, text in seen.items() if not text]
+    assert "newest" in seen["portal-core keys retire version"]
+    assert "newest" in parsers["portal-core keys retire"].format_help()
+    retire = parser.parse_args(["keys", "retire", "k", "1"])
+    assert (retire.command, retire.action, retire.name, retire.version) == (
+        "keys",
+        "retire",
+        "k",
+        1,
+    )
+
+
 def test_rewrap_moves_a_directory_of_blobs_with_a_progress_bar(hsm_env, kms, tmp_path, name):
     kms.create_key(name)
     shares = [os.urandom(100) for _ in range(300)]

@@ -312,3 +312,109 @@ def test_wrong_types_raise_type_error(kms, key_name):
         kms.seal(key_name, b"x", context={"wallet": 7})
     with pytest.raises(TypeError):
         kms.set_min_decryption_version(key_name, "2")
+
+
+# -- the contract: kms/contract.py's Protocols ----------------------------------------------
+
+
+def test_pkcs11_kms_provides_the_contract_and_callers_share_it(kms):
+    from portal_core.backup import SealingKms as BackupSealingKms
+    from portal_core.enclave import SealingKms as EnclaveSealingKms
+    from portal_core.kms import KeyAdmin, KeyedSealingKms, SealingKms
+
+    # One Protocol, re-exported under the names the backup and enclave packages always had.
+    assert BackupSealingKms is SealingKms and EnclaveSealingKms is SealingKms
+    assert isinstance(kms, SealingKms)
+    assert isinstance(kms, KeyAdmin)
+    assert isinstance(kms, KeyedSealingKms)
+    assert not isinstance(object(), SealingKms)
+
+
+def test_ensure_key_creates_once_and_then_returns_the_key(kms):
+    name = f"ensure-{os.urandom(6).hex()}"
+    with pytest.raises(KeyNotFound):
+        kms.describe(name)
+    first = kms.ensure_key(name)
+    assert (first.name, first.versions, first.newest, first.min_decryption_version) == (
+        name,
+        (1,),
+        1,
+        1,
+    )
+    kms.rotate(name)
+    again = kms.ensure_key(name)  # an existing key is left alone
+    assert again.versions == (1, 2) and kms.versions(name) == [1, 2]
+
+
+def test_ensure_key_absorbs_another_process_creating_the_key_first(kms, monkeypatch):
+    name = f"ensure-race-{os.urandom(6).hex()}"
+    real_describe = kms.describe
+    looks = []
+
+    def describe_before_the_other_process(asked: str):
+        looks.append(asked)
+        if len(looks) == 1:
+            # The key is missing when ensure_key looks; "another process" creates it before
+            # ensure_key's own create_key runs, which therefore finds it there.
+            kms.create_key(asked)
+            raise KeyNotFound(f"no key named {asked!r}")
+        return real_describe(asked)
+
+    monkeypatch.setattr(kms, "describe", describe_before_the_other_process)
+    info = kms.ensure_key(name)
+    monkeypatch.undo()
+    assert info.versions == (1,) and len(looks) == 2
+    assert kms.versions(name) == [1]  # created once, not twice
+
+
+def test_local_custodian_ensures_its_key_through_the_protocol(tmp_path):
+    from portal_core.backup import LocalCustodian
+    from portal_core.store import SqliteStore
+
+    class SealOnlyKms:
+        """A KMS with the custodian's Protocol and nothing more: no describe, no create_key."""
+
+        def __init__(self) -> None:
+            self.ensured: list[str] = []
+
+        def seal(self, name, plaintext, *, context):
+            raise AssertionError("not called while starting")
+
+        def open(self, sealed, *, context):
+            raise AssertionError("not called while starting")
+
+        def ensure_key(self, name):
+            self.ensured.append(name)
+
+    stub = SealOnlyKms()
+    store = SqliteStore(tmp_path / "custodian.db")
+    try:
+        LocalCustodian(stub, store, key_name="custodian-key")
+    finally:
+        store.close()
+    assert stub.ensured == ["custodian-key"]
+
+
+def test_the_protocols_import_without_python_pkcs11():
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["pkcs11"] = None  # as if python-pkcs11 were not installed
+        import portal_core.backup, portal_core.enclave
+        from portal_core.kms import KeyAdmin, KeyedSealingKms, KeyInfo, SealingKms
+        from portal_core.kms.cli import add_commands
+        try:
+            from portal_core.kms import Pkcs11Kms
+        except ImportError as e:
+            print("refused:", e)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout and "portal-core[hsm]" in proc.stdout

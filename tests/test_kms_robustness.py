@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
+from pathlib import Path
 
 import pytest
 from pkcs11 import Attribute, KeyType, ObjectClass
@@ -132,6 +133,87 @@ def test_configuration_errors_are_typed_and_clear(hsm_env):
             Pkcs11Kms(module, label, pin, **bad)
     with pytest.raises(TypeError):
         Pkcs11Kms(module, label, "")
+
+
+def test_hints_name_portal_core_hsm_init_which_every_install_has(hsm_env, monkeypatch):
+    from portal_core.kms import softhsm
+
+    module, label, pin = _args(hsm_env)
+    messages = []
+    with pytest.raises(HsmConfigError) as missing:
+        Pkcs11Kms.from_env({"PKCS11_TOKEN_LABEL": label, "PKCS11_USER_PIN": pin})
+    messages.append(str(missing.value))
+    with pytest.raises(HsmConfigError, match="no token labelled") as no_token:
+        Pkcs11Kms(module, "no-such-token", pin)
+    messages.append(str(no_token.value))
+    monkeypatch.setattr(softhsm, "find_module", lambda: None)
+    with pytest.raises(HsmConfigError, match=r"libsofthsm2\.so not found") as no_library:
+        softhsm.init_token_dir("/nonexistent/never-created")
+    messages.append(str(no_library.value))
+    monkeypatch.setattr(softhsm.shutil, "which", lambda _exe: None)
+    with pytest.raises(HsmConfigError, match="softhsm2-util not found") as no_util:
+        softhsm._token_exists(Path("/nonexistent/softhsm2.conf"))
+    messages.append(str(no_util.value))
+    for message in messages[:2]:
+        assert "portal-core hsm init" in message, message
+    for message in messages:
+        # A pip install has neither the source tree's script nor its Makefile.
+        assert "setup.sh" not in message and "make run" not in message, message
+    assert "apt-get install softhsm2" in messages[2] and "apt-get install softhsm2" in messages[3]
+
+
+def _kms_error_in_a_fresh_process(env: dict[str, str]) -> str:
+    """The HsmConfigError a fresh process gets from ``Pkcs11Kms.from_env()`` (SoftHSM2 reads
+    SOFTHSM2_CONF once, when the module first initialises)."""
+    script = textwrap.dedent(
+        """
+        from portal_core.kms import HsmConfigError, Pkcs11Kms
+        try:
+            Pkcs11Kms.from_env()
+        except HsmConfigError as e:
+            print("HsmConfigError:", e)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert env["PKCS11_USER_PIN"] not in proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_a_wrong_softhsm2_conf_is_a_config_error_that_says_what_to_do(hsm_env, tmp_path):
+    missing_file = tmp_path / "nowhere" / "softhsm2.conf"
+    out = _kms_error_in_a_fresh_process({**hsm_env, "SOFTHSM2_CONF": str(missing_file)})
+    assert out.startswith("HsmConfigError:"), out
+    assert f"SOFTHSM2_CONF names {missing_file}" in out and "portal-core hsm init" in out
+    conf = tmp_path / "softhsm2.conf"
+    gone = tmp_path / "deleted-tokens"
+    conf.write_text(f"directories.tokendir = {gone}\nobjectstore.backend = file\n")
+    out = _kms_error_in_a_fresh_process({**hsm_env, "SOFTHSM2_CONF": str(conf)})
+    assert out.startswith("HsmConfigError:"), out
+    assert f"token directory {gone}" in out and "SOFTHSM2_CONF" in out
+    assert "portal-core hsm init" in out
+
+
+def test_softhsm2_conf_diagnosis_covers_the_unset_and_incomplete_cases(tmp_path):
+    from portal_core.kms import softhsm
+
+    assert "SOFTHSM2_CONF is not set" in softhsm.explain_init_failure({})
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text("log.level = ERROR\n")
+    assert "sets no directories.tokendir" in softhsm.explain_init_failure(
+        {"SOFTHSM2_CONF": str(conf)}
+    )
+    (tmp_path / "tokens").mkdir()
+    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\n")
+    looks_fine = softhsm.explain_init_failure({"SOFTHSM2_CONF": str(conf)})
+    assert "check that file" in looks_fine and "portal-core hsm init" in looks_fine
 
 
 def test_a_closed_kms_says_so(hsm_env):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
 
 from portal_core.enclave.errors import SealedRecordInvalid
 from portal_core.exceptions import InvalidTag
+from portal_core.kms import SealingKms  # the KMS the enclave seals with (kms/contract.py)
 
 __all__ = ["DEFAULT_SLOT", "SealingKms", "check_slot", "check_user", "open_sealed"]
 
@@ -17,16 +17,6 @@ DEFAULT_SLOT = "default"
 # no leading dot, so a slot can name a file or a URL path segment as it is.
 _SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _MAX_USER_LEN = 256
-
-
-@runtime_checkable
-class SealingKms(Protocol):
-    """The part of :class:`portal_core.kms.Pkcs11Kms` the enclave uses: sealing under a
-    named HSM KEK with a context bound, and opening."""
-
-    def seal(self, name: str, plaintext: Any, *, context: Mapping[str, str] | None) -> bytes: ...
-
-    def open(self, sealed: Any, *, context: Mapping[str, str] | None) -> bytes: ...
 
 
 def check_user(user: object, *, what: str = "the user id") -> str:

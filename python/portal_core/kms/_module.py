@@ -5,18 +5,20 @@ module to assume a single thread, and SoftHSM2 drops its internal mutexes: two t
 sessions corrupt its state and crash the process. The fix is ``C_Initialize`` with
 ``CK_C_INITIALIZE_ARGS{flags = CKF_OS_LOCKING_OK}`` (PKCS#11 v2.40 section 5.4), which
 python-pkcs11 cannot pass. So after python-pkcs11 has loaded the module (``dlopen`` hands
-ctypes the same instance), this module calls ``C_Finalize(NULL)`` and then ``C_Initialize``
+cffi the same instance), this module calls ``C_Finalize(NULL)`` and then ``C_Initialize``
 with OS locking through the module's own function list. python-pkcs11 keeps believing the
 module is initialised (it is), keeps every function pointer it resolved, and finalises it at
 exit as before.
 
 The same re-initialisation runs in a forked child: PKCS#11 sessions and handles do not survive
 ``fork`` and the child must initialise the module again (section 6.7.7).
+
+The calls go through cffi in ABI mode: ``ffi.dlopen`` of the module's file and the declarations
+of :mod:`portal_core.kms._cryptoki`, as the standard writes them.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import threading
@@ -26,76 +28,24 @@ from typing import Any
 import pkcs11
 from pkcs11.exceptions import PKCS11Error
 
+from portal_core.kms import softhsm
+from portal_core.kms._cryptoki import (
+    CKF_OS_LOCKING_OK,
+    CKR_CANT_LOCK,
+    CKR_CRYPTOKI_NOT_INITIALIZED,
+    CKR_OK,
+    CKS_RO_USER_FUNCTIONS,
+    CKS_RW_USER_FUNCTIONS,
+    ffi,
+)
 from portal_core.kms.errors import HsmConfigError
 
 __all__ = ["Module", "load"]
 
 log = logging.getLogger("portal_core.kms")
 
-CKF_OS_LOCKING_OK = 0x00000002
-CKR_OK = 0x00000000
-CKR_CANT_LOCK = 0x0000000A
-CKR_CRYPTOKI_NOT_INITIALIZED = 0x00000190
-
-_CK_RV = ctypes.c_ulong  # CK_ULONG: unsigned long on the Unix ABIs PKCS#11 modules use
-
-
-class _CK_VERSION(ctypes.Structure):
-    _fields_ = (("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte))
-
-
-class _CK_C_INITIALIZE_ARGS(ctypes.Structure):
-    _fields_ = (
-        ("CreateMutex", ctypes.c_void_p),
-        ("DestroyMutex", ctypes.c_void_p),
-        ("LockMutex", ctypes.c_void_p),
-        ("UnlockMutex", ctypes.c_void_p),
-        ("flags", ctypes.c_ulong),
-        ("pReserved", ctypes.c_void_p),
-    )
-
-
-class _CK_SESSION_INFO(ctypes.Structure):
-    _fields_ = (
-        ("slotID", ctypes.c_ulong),
-        ("state", ctypes.c_ulong),
-        ("flags", ctypes.c_ulong),
-        ("ulDeviceError", ctypes.c_ulong),
-    )
-
-
-_UNUSED = ctypes.c_void_p  # entries this module never calls
-
-# CKS_RO_USER_FUNCTIONS and CKS_RW_USER_FUNCTIONS: a session that sees private objects.
-_USER_STATES = (1, 3)
-
-
-class _CK_FUNCTION_LIST_HEAD(ctypes.Structure):
-    """CK_FUNCTION_LIST (PKCS#11 v2.40 section 5.2) up to C_GetSessionInfo: the calls
-    python-pkcs11 does not offer. The table's order is fixed by the standard."""
-
-    _fields_ = (
-        ("version", _CK_VERSION),
-        ("C_Initialize", ctypes.CFUNCTYPE(_CK_RV, ctypes.c_void_p)),
-        ("C_Finalize", ctypes.CFUNCTYPE(_CK_RV, ctypes.c_void_p)),
-        ("C_GetInfo", _UNUSED),
-        ("C_GetFunctionList", _UNUSED),
-        ("C_GetSlotList", _UNUSED),
-        ("C_GetSlotInfo", _UNUSED),
-        ("C_GetTokenInfo", _UNUSED),
-        ("C_GetMechanismList", _UNUSED),
-        ("C_GetMechanismInfo", _UNUSED),
-        ("C_InitToken", _UNUSED),
-        ("C_InitPIN", _UNUSED),
-        ("C_SetPIN", _UNUSED),
-        ("C_OpenSession", _UNUSED),
-        ("C_CloseSession", _UNUSED),
-        ("C_CloseAllSessions", _UNUSED),
-        (
-            "C_GetSessionInfo",
-            ctypes.CFUNCTYPE(_CK_RV, ctypes.c_ulong, ctypes.POINTER(_CK_SESSION_INFO)),
-        ),
-    )
+# Session states in which the session sees private objects (the user is logged in).
+_USER_STATES = (CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS)
 
 
 @dataclass(eq=False)
@@ -106,19 +56,26 @@ class Module:
     lib: Any  # python-pkcs11's ``pkcs11._pkcs11.lib``
     pid: int
     generation: int = 0
-    _functions: _CK_FUNCTION_LIST_HEAD | None = field(default=None, repr=False)
+    # The cffi library (kept so the file stays open) and its CK_FUNCTION_LIST.
+    _so: Any = field(default=None, repr=False)
+    _functions: Any = field(default=None, repr=False)
 
-    def _function_list(self) -> _CK_FUNCTION_LIST_HEAD:
+    def _function_list(self) -> Any:
+        """The module's ``CK_FUNCTION_LIST``, from its ``C_GetFunctionList``. ``dlopen`` of the
+        same file returns the instance python-pkcs11 loaded, so these are its functions."""
         if self._functions is None:
-            so = ctypes.CDLL(self.path)
-            get_list = so.C_GetFunctionList
-            get_list.restype = _CK_RV
-            get_list.argtypes = (ctypes.POINTER(ctypes.POINTER(_CK_FUNCTION_LIST_HEAD)),)
-            table = ctypes.POINTER(_CK_FUNCTION_LIST_HEAD)()
-            rv = get_list(ctypes.byref(table))
-            if rv != CKR_OK or not table:
+            try:
+                so = ffi.dlopen(self.path)
+                get_list = so.C_GetFunctionList
+            except (OSError, AttributeError) as e:
+                raise HsmConfigError(
+                    f"{self.path} is not a PKCS#11 module ({type(e).__name__})"
+                ) from None
+            table = ffi.new("CK_FUNCTION_LIST_PTR *")
+            rv = get_list(table)
+            if rv != CKR_OK or table[0] == ffi.NULL:
                 raise HsmConfigError(f"C_GetFunctionList of {self.path} failed (CKR 0x{rv:x})")
-            self._functions = table.contents
+            self._so, self._functions = so, table[0]
         return self._functions
 
     def logged_in(self, session_handle: int) -> bool | None:
@@ -128,8 +85,8 @@ class Module:
         A session that lost its login finds no private object: without this check a lost
         login would read as "no such key".
         """
-        info = _CK_SESSION_INFO()
-        rv = self._function_list().C_GetSessionInfo(session_handle, ctypes.byref(info))
+        info = ffi.new("CK_SESSION_INFO *")
+        rv = self._function_list().C_GetSessionInfo(session_handle, info)
         if rv != CKR_OK:
             return None
         return info.state in _USER_STATES
@@ -140,11 +97,12 @@ class Module:
         Callers hold the registry lock and no session of this module is in use.
         """
         functions = self._function_list()
-        rv = functions.C_Finalize(None)
+        rv = functions.C_Finalize(ffi.NULL)
         if rv not in (CKR_OK, CKR_CRYPTOKI_NOT_INITIALIZED):
             raise HsmConfigError(f"C_Finalize of {self.path} failed (CKR 0x{rv:x})")
-        args = _CK_C_INITIALIZE_ARGS(flags=CKF_OS_LOCKING_OK)
-        rv = functions.C_Initialize(ctypes.byref(args))
+        # No mutex callbacks (NULL) and CKF_OS_LOCKING_OK: the module uses the OS's locks.
+        args = ffi.new("CK_C_INITIALIZE_ARGS *", {"flags": CKF_OS_LOCKING_OK})
+        rv = functions.C_Initialize(args)
         if rv == CKR_CANT_LOCK:
             raise HsmConfigError(
                 f"{self.path} cannot use operating-system locking; portal_core.kms needs a "
@@ -153,6 +111,7 @@ class Module:
         if rv != CKR_OK:
             raise HsmConfigError(
                 f"C_Initialize with OS locking of {self.path} failed (CKR 0x{rv:x})"
+                + _init_hint(self.path)
             )
         self.pid = os.getpid()
         self.generation += 1
@@ -180,6 +139,7 @@ def load(path: str) -> Module:
             except PKCS11Error as e:
                 raise HsmConfigError(
                     f"cannot load PKCS#11 module {real}: {type(e).__name__} {e}".rstrip()
+                    + _init_hint(real)
                 ) from None
             module = Module(path=real, lib=lib, pid=os.getpid())
             module.initialise_with_os_locking()
@@ -201,6 +161,15 @@ def _loaded_by_python_pkcs11(real: str) -> Any:
         if os.path.realpath(so) == real:
             return lib
     return None
+
+
+def _init_hint(path: str) -> str:
+    """What to check when a module fails to initialise: for SoftHSM2, its configuration file
+    (a missing SOFTHSM2_CONF or token directory makes C_Initialize fail with a bare
+    CKR_GENERAL_ERROR)."""
+    if "softhsm" not in os.path.basename(path).lower():
+        return ""
+    return ": " + softhsm.explain_init_failure()
 
 
 def _after_fork_in_child() -> None:

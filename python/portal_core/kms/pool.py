@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from pkcs11 import exceptions as p11
 
-from portal_core.kms import _module
+from portal_core.kms import _module, softhsm
 from portal_core.kms.errors import HsmAuthError, HsmConfigError, HsmUnavailable, KmsError
 
 __all__ = ["Pin", "PooledSession", "SessionPool", "translate"]
@@ -175,7 +175,10 @@ class SessionPool:
         except p11.NoSuchToken:
             hint = ""
             if "softhsm" in self.path.lower():
-                hint = " (SoftHSM2 reads its token directory from SOFTHSM2_CONF: run hsm/setup.sh)"
+                hint = (
+                    " (SoftHSM2 finds its tokens in the directory its SOFTHSM2_CONF names: "
+                    f"{softhsm.INIT_HINT})"
+                )
             raise HsmConfigError(
                 f"no token labelled {self.token_label!r} in {self.path}{hint}"
             ) from None

@@ -3,7 +3,8 @@
 The KMS asks an HSM for exactly two things: *wrap* a 32-byte intermediate key under a KEK
 (binding the blob header as authenticated data where the mechanism allows) and *unwrap* it
 again. Mechanism numbers, who generates the AES-GCM IV, and which errors mean "authentication
-failed" differ per vendor, so they live here and never at the call sites.
+failed" differ per vendor, so they live here and never at the call sites. A profile's ``wrap``
+names one of the mechanisms of :mod:`portal_core.kms.mechanisms`, which does the calls.
 
 Only ``softhsm`` and ``softhsm-kwp`` run in this project's tests (SoftHSM2 2.6.1). The
 ``cloudhsm`` and ``luna`` profiles are written from the vendors' PKCS#11 documentation and have

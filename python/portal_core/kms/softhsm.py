@@ -1,8 +1,9 @@
-"""SoftHSM2 set-up from Python: what ``hsm/setup.sh`` does, minus installing packages.
+"""SoftHSM2 set-up from Python, and what to say when SoftHSM2 does not start.
 
 ``portal-core hsm init [DIR]`` uses it, so an installed wheel can create a token without the
-source tree. The files it writes are the same as the script's: ``DIR/softhsm2.conf``,
-``DIR/tokens/``, ``DIR/so-pin`` and ``DIR/env``.
+source tree; it writes the same files as the source tree's ``hsm/setup.sh`` (which also
+installs the packages): ``DIR/softhsm2.conf``, ``DIR/tokens/``, ``DIR/so-pin`` and ``DIR/env``.
+Every hint given to a user names ``portal-core hsm init``, which every installation has.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from pathlib import Path
 
 from portal_core.kms.errors import HsmConfigError
 
-__all__ = ["MODULE_CANDIDATES", "TOKEN_LABEL", "find_module", "init_token_dir", "read_env_file"]
+__all__ = [
+    "INIT_HINT",
+    "MODULE_CANDIDATES",
+    "TOKEN_LABEL",
+    "explain_init_failure",
+    "find_module",
+    "init_token_dir",
+    "read_env_file",
+]
 
 TOKEN_LABEL = "portal-core"  # noqa: S105 - a token label, not a secret
 MODULE_CANDIDATES = (
@@ -28,6 +37,9 @@ MODULE_CANDIDATES = (
     "/usr/local/lib/softhsm/libsofthsm2.so",
     "/opt/homebrew/lib/softhsm/libsofthsm2.so",
 )
+# How a user gets a working SoftHSM2 token and its settings, in every hint.
+INIT_HINT = "create a token with `portal-core hsm init` and load its settings with `. .hsm/env`"
+_INSTALL = "install SoftHSM2 (Debian/Ubuntu: apt-get install softhsm2 opensc)"
 _CONF = """\
 # SoftHSM2 configuration for portal-core, written by `portal-core hsm init`.
 directories.tokendir = {tokendir}
@@ -75,13 +87,53 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return env
 
 
+def explain_init_failure(environ: Mapping[str, str] | None = None) -> str:
+    """Why SoftHSM2 may have failed to initialise, as far as its configuration shows, and what
+    to do. SoftHSM2 answers a missing configuration file or token directory with a bare
+    CKR_GENERAL_ERROR; this reads SOFTHSM2_CONF (from ``environ``, default the process
+    environment, where SoftHSM2 reads it) to say which.
+    """
+    env = os.environ if environ is None else environ
+    conf = env.get("SOFTHSM2_CONF")
+    if not conf:
+        return (
+            "SOFTHSM2_CONF is not set, so SoftHSM2 used its default configuration file, which "
+            f"is missing or names no usable token directory; {INIT_HINT}"
+        )
+    path = Path(conf)
+    if not path.is_file():
+        return f"SOFTHSM2_CONF names {conf}, which is not a file; {INIT_HINT}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or type(e).__name__
+        return f"SOFTHSM2_CONF names {conf}, which cannot be read ({why}); {INIT_HINT}"
+    tokendir = None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "directories.tokendir":
+            tokendir = value.strip()
+    if not tokendir:
+        return (
+            f"{conf} (named by SOFTHSM2_CONF) sets no directories.tokendir; {INIT_HINT}, or "
+            "add the line to that file"
+        )
+    if not Path(tokendir).is_dir():
+        return (
+            f"the token directory {tokendir} set in {conf} (named by SOFTHSM2_CONF) does not "
+            f"exist; {INIT_HINT}, or point SOFTHSM2_CONF at the configuration of an existing "
+            "token"
+        )
+    return (
+        f"SoftHSM2 did not start with the configuration {conf} (named by SOFTHSM2_CONF): "
+        f"check that file and its token directory {tokendir}, or {INIT_HINT}"
+    )
+
+
 def _softhsm_util(args: list[str], conf: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("softhsm2-util")
     if exe is None:
-        raise HsmConfigError(
-            "softhsm2-util not found: install SoftHSM2 (Debian/Ubuntu: apt-get install softhsm2 "
-            "opensc) or run hsm/setup.sh as root"
-        )
+        raise HsmConfigError(f"softhsm2-util not found: {_INSTALL}, then run this again")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     return subprocess.run(  # noqa: S603 - a fixed executable with arguments we build
         [exe, *args], env=env, capture_output=True, text=True, timeout=120, check=False
@@ -114,10 +166,7 @@ def init_token_dir(directory: str | os.PathLike[str]) -> tuple[Path, bool]:
     """
     module = find_module()
     if module is None:
-        raise HsmConfigError(
-            "libsofthsm2.so not found: install SoftHSM2 (Debian/Ubuntu: apt-get install "
-            "softhsm2 opensc) or run hsm/setup.sh as root"
-        )
+        raise HsmConfigError(f"libsofthsm2.so not found: {_INSTALL}, then run this again")
     root = Path(directory).resolve()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
