@@ -30,11 +30,15 @@ from portal_core.backup import (
     Argon2Params,
     CustodianAdmin,
     CustodianApi,
+    DeviceStoreError,
+    FileDevice,
     PairStatus,
+    WalletClient,
 )
 from portal_core.exceptions import (
     CustodianMismatch,
     DecryptFailed,
+    DeviceReplaced,
     EjectNotAuthorized,
     NoValidBackup,
     PasswordRequired,
@@ -93,10 +97,15 @@ def test_backup_then_recovery_on_a_new_device(world, method, config):
     new_phone = world.client(custodian, phone.client_id)
     assert new_phone.recover_wallet(method, progress=events.append, **config) == addresses
     assert statuses(events) == [s.value for s in RECOVERY_ORDER]
-    # The recovered device signs with new shares: it can back up again; the lost one cannot.
+    # The recovered device signs with new shares: it can back up again; the lost one is told
+    # it was replaced (not that some shares fail to add up), verifying its backup included,
+    # and it recovers to be used again.
     new_phone.backup_wallet(method, **config)
-    with pytest.raises(ShareVerificationFailed, match="does not pair"):
-        phone.backup_wallet(method, **config)
+    for call in (phone.backup_wallet, phone.verify_backup):
+        with pytest.raises(DeviceReplaced, match="replaced by a recovery on another device"):
+            call(method, **config)
+    assert phone.recover_wallet(method, **config) == addresses
+    phone.verify_backup(method, **config)
 
 
 def test_a_registered_storage_serves_another_method(world):
@@ -108,7 +117,7 @@ def test_a_registered_storage_serves_another_method(world):
     result = phone.backup_wallet("GDRIVE")
     assert list(keys) == [f"{phone._wallet().wallet_id}.{result.backup_id}"]
     other = world.client(custodian, client_id, storages={"GDRIVE": lambda s: DictStorage(keys, s)})
-    assert other.recover_wallet("GDRIVE") == phone.addresses()
+    assert phone.addresses() == other.recover_wallet("GDRIVE")
 
 
 @pytest.mark.parametrize("method", ["PASSKEY", "GDRIVE", "ICLOUD"])
@@ -131,7 +140,7 @@ def test_password_is_checked_before_any_share_work(world):
     custodian, phone = world.new_wallet()
     with pytest.raises(PasswordRequired):
         phone.backup_wallet("PASSWORD")
-    with pytest.raises(WeakPassword, match="shorter than 8"):
+    with pytest.raises(WeakPassword, match="shorter than 15"):
         phone.backup_wallet("PASSWORD", password="k3y!")
     with pytest.raises(WeakPassword, match="common passwords"):
         phone.backup_wallet("PASSWORD", password="password1")
@@ -149,7 +158,7 @@ def test_a_pin_works_through_a_guess_limited_vault(world):
     other = world.client(custodian, phone.client_id, vault=vault)
     with pytest.raises(DecryptFailed, match="wrong PIN: 9 tries left"):
         other.recover_wallet("PASSWORD", password="493818")
-    assert other.recover_wallet("PASSWORD", password="493817") == phone.addresses()
+    assert phone.addresses() == other.recover_wallet("PASSWORD", password="493817")
     # Without the vault's secret the PIN alone derives nothing useful.
     with pytest.raises(UnsupportedBackupMethod, match="guess-limited PIN vault"):
         world.client(custodian, phone.client_id).recover_wallet("PASSWORD", password="493817")
@@ -192,7 +201,7 @@ def test_a_new_backup_replaces_the_old_one_of_its_method_only(world):
         fresh.recover_wallet("PASSWORD", cipher_text=old.cipher_text, password=PASSWORD)
     with pytest.raises(DecryptFailed, match="wrong password"):
         fresh.recover_wallet("PASSWORD", password=PASSWORD)
-    assert fresh.recover_wallet("PASSWORD", password=OTHER_PASSWORD) == phone.addresses()
+    assert phone.addresses() == fresh.recover_wallet("PASSWORD", password=OTHER_PASSWORD)
 
 
 def test_no_backup_no_recovery(world):
@@ -213,7 +222,7 @@ def test_wrong_password_is_refused_and_the_wallet_stays_usable(world):
         fresh.recover_wallet("PASSWORD", password=OTHER_PASSWORD)
     assert OTHER_PASSWORD not in str(e.value) and PASSWORD not in str(e.value)
     assert custodian.store.get_lock(phone.client_id) is None
-    assert fresh.recover_wallet("PASSWORD", password=PASSWORD) == phone.addresses()
+    assert phone.addresses() == fresh.recover_wallet("PASSWORD", password=PASSWORD)
 
 
 @pytest.mark.parametrize("where", ["body", "tag", "header"])
@@ -226,7 +235,7 @@ def test_a_tampered_cipher_text_is_refused(world, where):
         fresh.recover_wallet("CUSTOM", cipher_text=flip(ct, index))
     # The same flip in the custodian's copy is caught the same way.
     backup_id = custodian.list_backup_pairs(phone.client_id)[0].backup_id
-    with custodian.store._tx() as conn:
+    with custodian.store.transaction() as conn:
         conn.execute(
             "UPDATE cipher_texts SET cipher_text = ? WHERE backup_id = ?",
             (flip(ct, index), backup_id),
@@ -246,8 +255,8 @@ def test_a_cipher_text_of_another_wallet_is_refused(world):
         fresh.recover_wallet("PASSWORD", cipher_text=bobs, password=PASSWORD)
     with pytest.raises(DecryptFailed, match="is a PASSWORD backup, not CUSTOM"):
         fresh.recover_wallet("CUSTOM", cipher_text=alices)
-    assert fresh.recover_wallet("PASSWORD", cipher_text=alices, password=PASSWORD) == (
-        alice.addresses()
+    assert alice.addresses() == fresh.recover_wallet(
+        "PASSWORD", cipher_text=alices, password=PASSWORD
     )
 
 
@@ -266,7 +275,7 @@ def test_a_custodian_share_moved_between_wallets_does_not_open(world):
         _pair(custodian, bob.client_id, "SECP256K1"),
     )
     bobs_blob = next(p for p in b_pairs if p.curve == "SECP256K1").sealed_custodian_share
-    with custodian.store._tx() as conn:
+    with custodian.store.transaction() as conn:
         conn.execute(
             "UPDATE backup_pairs SET sealed_custodian_share = ? WHERE pair_id = ?",
             (bobs_blob, a.pair_id),
@@ -297,7 +306,7 @@ def test_a_swapped_share_resealed_in_place_is_caught_by_the_public_share_check(w
         bobs_share,
         context=custodian._backup_context(alice._wallet().wallet_id, "ED25519", a.pair_id),
     )
-    with custodian.store._tx() as conn:
+    with custodian.store.transaction() as conn:
         conn.execute(
             "UPDATE backup_pairs SET sealed_custodian_share = ? WHERE pair_id = ?",
             (resealed, a.pair_id),
@@ -313,7 +322,7 @@ def test_an_altered_client_public_share_record_is_caught_by_the_client(world):
     custodian, phone = world.new_wallet()
     phone.backup_wallet("CUSTOM")
     _, p = _pair(custodian, phone.client_id, "SECP256K1")
-    with custodian.store._tx() as conn:
+    with custodian.store.transaction() as conn:
         conn.execute(
             "UPDATE backup_pairs SET client_public_share = custodian_public_share "
             "WHERE pair_id = ?",
@@ -464,13 +473,14 @@ def test_one_custodian_serves_many_wallets_from_many_threads(world):
         except Exception as e:  # surfaced below
             errors.append(e)
 
+    expected = {p.client_id: p.addresses() for p in phones}
     threads = [threading.Thread(target=life, args=(p,)) for p in phones]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert errors == []
-    assert recovered == {p.client_id: p.addresses() for p in phones}
+    assert recovered == expected
     assert len(set(map(str, recovered.values()))) == 4
 
 
@@ -532,9 +542,8 @@ def test_self_managed_backup_is_completed_by_the_integrator(self_managed_world):
     fresh = w.client(custodian, phone.client_id)
     with pytest.raises(NoValidBackup, match="self-managed: pass the cipher text"):
         fresh.recover_wallet("PASSWORD", password=PASSWORD)
-    assert (
-        fresh.recover_wallet("PASSWORD", cipher_text=result.cipher_text, password=PASSWORD)
-        == phone.addresses()
+    assert phone.addresses() == fresh.recover_wallet(
+        "PASSWORD", cipher_text=result.cipher_text, password=PASSWORD
     )
 
     # A second backup replaces the first, at the custodian and at the integrator.
@@ -631,4 +640,44 @@ def test_small_argon2_parameters_are_configurable_and_recorded(world):
     assert (ctx["kdf"], ctx["kdf.t"], ctx["kdf.m"], ctx["kdf.p"]) == ("argon2id", "1", "128", "2")
     # Recovery reads the parameters from the cipher text, whatever the client's defaults.
     other = world.client(custodian, phone.client_id, argon2=FAST)
-    assert other.recover_wallet("PASSWORD", password=PASSWORD) == phone.addresses()
+    assert phone.addresses() == other.recover_wallet("PASSWORD", password=PASSWORD)
+
+
+# -- first contact: what a user gets wrong --------------------------------------------------
+
+
+def test_flow_calls_take_their_options_by_keyword(world):
+    custodian, phone = world.new_wallet()
+    # backup_wallet("PASSWORD", pw) once took pw as the progress callback.
+    for call in (
+        phone.backup_wallet,
+        phone.recover_wallet,
+        phone.verify_backup,
+        phone.eject_private_keys,
+    ):
+        with pytest.raises(TypeError, match="positional argument"):
+            call("PASSWORD", PASSWORD)
+    with pytest.raises(TypeError, match="device"):
+        WalletClient(custodian, phone.client_id)  # no silent in-memory default
+
+
+def test_a_file_device_keeps_the_wallet_across_a_restart(world, tmp_path):
+    custodian = world.custodian()
+    client_id = custodian.create_client()
+    old_umask = os.umask(0)
+    try:
+        phone = world.client(custodian, client_id, device=FileDevice(tmp_path / "phone"))
+        addresses = phone.create_wallet()
+    finally:
+        os.umask(old_umask)
+    path = tmp_path / "phone" / f"{client_id}.device"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert sorted(os.listdir(path.parent)) == [path.name]  # no temporary file left
+    restarted = world.client(world.custodian(), client_id, device=FileDevice(tmp_path / "phone"))
+    assert restarted.addresses() == addresses
+    restarted.backup_wallet("CUSTOM")
+    path.write_bytes(FileDevice.MAGIC + b"{not json")
+    with pytest.raises(DeviceStoreError, match="damaged") as caught:
+        restarted.addresses()
+    assert "not json" not in str(caught.value)  # the file's content is never quoted

@@ -225,4 +225,4 @@ def test_replaced_pin_backup_leaves_the_vault(world, enclave_side) -> None:
         vault.status(f"{wallet_id}.{first.backup_id}", owner=phone.client_id)
     assert vault.status(f"{wallet_id}.{second.backup_id}", owner=phone.client_id).tries_left == 10
     new_phone = world.client(custodian, phone.client_id, vault=vault)
-    assert new_phone.recover_wallet("PASSWORD", password="7215") == phone.addresses()
+    assert phone.addresses() == new_phone.recover_wallet("PASSWORD", password="7215")

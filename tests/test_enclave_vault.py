@@ -37,8 +37,8 @@ from portal_core.enclave import (
     derive_key,
     stretch_pin,
 )
-from portal_core.enclave.sqlite import ENCLAVE_MIGRATIONS
 from portal_core.exceptions import DecryptFailed, NoValidBackup
+from portal_core.store.enclave_migrations import ENCLAVE_MIGRATIONS
 
 # Small Argon2id costs keep the suite fast; the split and the derivation are the same.
 FAST = {"time_cost": 1, "memory_cost": 64, "parallelism": 1}
@@ -726,4 +726,30 @@ def test_vault_works_without_webauthn() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert "pip install 'portal-core[enclave]'" in out.stdout
+    assert "pip install 'portal-core-mpc[enclave]'" in out.stdout
+
+
+def test_the_vault_and_the_enclave_create_their_keys_as_the_custodian_does(
+    kms, enclave_store
+) -> None:
+    # One rule for every sealing component: a missing key-encryption key is made on first
+    # start, and an existing one is used as it is.
+    from portal_core.enclave import PasskeyEnclave
+    from portal_core.kms import KeyNotFound
+
+    names = [f"first-start-{os.urandom(4).hex()}" for _ in range(2)]
+    for name in names:
+        with pytest.raises(KeyNotFound):
+            kms.describe(name)
+    PinVault(kms, enclave_store, operator="op", key_name=names[0])
+    PasskeyEnclave(
+        kms,
+        enclave_store,
+        rp_id="example.com",
+        rp_name="Example",
+        origins=["https://example.com"],
+        key_name=names[1],
+    )
+    assert [kms.describe(n).newest for n in names] == [1, 1]
+    PinVault(kms, enclave_store, operator="op", key_name=names[0])  # again: no error
+    assert kms.describe(names[0]).newest == 1

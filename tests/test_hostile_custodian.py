@@ -191,7 +191,7 @@ def test_a_vault_of_another_operator_leaves_the_custodian_nothing_to_search(worl
     assert custodian_pin_search(custodian, vault_db, ct, ALL_PINS) is None
     # The user still recovers with the PIN, on a new device.
     new_phone = world.client(custodian, phone.client_id, vault=other_vault)
-    assert new_phone.recover_wallet("PASSWORD", password=PIN) == phone.addresses()
+    assert phone.addresses() == new_phone.recover_wallet("PASSWORD", password=PIN)
 
 
 def test_an_integrator_that_runs_the_vault_gets_no_pin_backup(self_managed_world, other_vault):

@@ -417,4 +417,4 @@ def test_the_protocols_import_without_python_pkcs11():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stderr
-    assert "refused:" in proc.stdout and "portal-core[hsm]" in proc.stdout
+    assert "refused:" in proc.stdout and "portal-core-mpc[hsm]" in proc.stdout

@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from portal_core import aead, cpu_features, envelope, kdf
+from portal_core import DISTRIBUTION, __version__, aead, cpu_features, envelope, kdf
 from portal_core.exceptions import PortalError
+from portal_core.kms import HSM_EXTRA_HINT
+from portal_core.kms.cli import add_commands, add_hsm_options
 
 # OWASP's minimum for Argon2id (m = 19 MiB, t = 2, p = 1).
 DEMO_ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
@@ -94,7 +96,7 @@ def _print_core(result: dict[str, Any]) -> None:
 
 def _demo_kms(hsm_dir: str | None, profile: str | None) -> Any:
     """The KMS of the wallet demo: the token named by the environment, ``--hsm-dir``, or
-    ``./.hsm`` (what ``make run`` sets up)."""
+    ``./.hsm`` (what ``portal-core hsm init`` makes)."""
     from portal_core.kms import Pkcs11Kms, softhsm
 
     if hsm_dir:
@@ -102,7 +104,7 @@ def _demo_kms(hsm_dir: str | None, profile: str | None) -> Any:
     elif "PKCS11_MODULE" not in os.environ and os.path.isfile(".hsm/env"):
         # SoftHSM2 reads SOFTHSM2_CONF from the process environment, so all of it goes there.
         os.environ.update(softhsm.read_env_file(".hsm/env"))
-    return Pkcs11Kms.from_env(**({"profile": profile} if profile else {}))
+    return Pkcs11Kms.from_env(profile=profile) if profile else Pkcs11Kms.from_env()
 
 
 def demo(
@@ -116,8 +118,8 @@ def demo(
             kms = _demo_kms(hsm_dir, profile)
         except (ImportError, PortalError) as e:
             print(
-                f"portal-core demo: the wallet demo needs an HSM token ({e}). `make run` sets "
-                "one up; or run `portal-core hsm init` and then `portal-core demo`. "
+                f"portal-core demo: the wallet demo needs an HSM token ({e}): run "
+                "`portal-core hsm init`, then `portal-core demo` in the same directory. "
                 "`portal-core demo --core` shows the crypto core alone.",
                 file=sys.stderr,
             )
@@ -144,72 +146,39 @@ def demo(
     return 0
 
 
-def _add_hsm_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--hsm-dir",
-        metavar="DIR",
-        help="read PKCS11_* settings from DIR/env (default: ./.hsm when PKCS11_MODULE is unset)",
-    )
-    p.add_argument("--profile", help="vendor profile (default: PORTAL_KMS_PROFILE or softhsm)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portal-core", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"portal-core {__version__} ({DISTRIBUTION})"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser(
         "demo", help="show the crypto core, then a wallet's backup, recovery and eject on the HSM"
     )
     p_demo.add_argument("--json", action="store_true", help="print one JSON object")
     p_demo.add_argument("--core", action="store_true", help="the crypto core only (no HSM)")
-    _add_hsm_options(p_demo)
+    add_hsm_options(p_demo)
 
-    p_hsm = sub.add_parser("hsm", help="set up or check the HSM token")
-    hsm_sub = p_hsm.add_subparsers(dest="action", required=True)
-    p_init = hsm_sub.add_parser("init", help="create a SoftHSM2 token (kept if it exists)")
-    p_init.add_argument("dir", nargs="?", default=".hsm", help="token directory (default .hsm)")
-    p_check = hsm_sub.add_parser("check", help="log in and check the profile on a scratch key")
-    _add_hsm_options(p_check)
-
-    p_keys = sub.add_parser("keys", help="manage key-encryption keys in the HSM")
-    keys_sub = p_keys.add_subparsers(dest="action", required=True)
-    for action, text in (("create", "create version 1 of a key"), ("rotate", "add a version")):
-        p = keys_sub.add_parser(action, help=text)
-        p.add_argument("name")
-        _add_hsm_options(p)
-    p_list = keys_sub.add_parser("list", help="list keys, versions and retirements")
-    p_list.add_argument("name", nargs="?")
-    p_list.add_argument("--json", action="store_true", help="print JSON")
-    _add_hsm_options(p_list)
-    p_retire = keys_sub.add_parser(
-        "retire", help="stop VERSION and every older version of a key from decrypting"
-    )
-    p_retire.add_argument("name")
-    p_retire.add_argument("version", type=int)
-    p_retire.add_argument(
-        "--destroy",
-        action="store_true",
-        help="also destroy those versions in the HSM (irreversible: their blobs are lost)",
-    )
-    p_retire.add_argument("--yes", action="store_true", help="confirm --destroy")
-    _add_hsm_options(p_retire)
-    p_rewrap = keys_sub.add_parser(
-        "rewrap", help="move stored blobs (files, or directories of files) to the newest versions"
-    )
-    p_rewrap.add_argument("paths", nargs="+", metavar="PATH")
-    p_rewrap.add_argument("--batch", type=int, default=2048, help="blobs per batch (default 2048)")
-    bar = p_rewrap.add_mutually_exclusive_group()
-    bar.add_argument("--progress", action="store_true", default=None, help="always draw the bar")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
-    _add_hsm_options(p_rewrap)
+    add_commands(sub)
 
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # The reader went away (`portal-core demo --json | head`): no traceback, and no
+        # second error when Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo(args.json, core=args.core, hsm_dir=args.hsm_dir, profile=args.profile)
     try:
         from portal_core.kms import cli as kms_cli
     except ImportError as e:  # python-pkcs11 is the optional extra "hsm"
-        hint = "install the HSM extra: pip install 'portal-core[hsm]'"
-        print(f"portal-core {args.command}: {e}; {hint}", file=sys.stderr)
+        print(f"portal-core {args.command}: {e}; {HSM_EXTRA_HINT}", file=sys.stderr)
         return 2
     return kms_cli.run(args)
 

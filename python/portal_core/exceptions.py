@@ -7,17 +7,23 @@ as the standard library and ``cryptography`` do.
 
 from __future__ import annotations
 
-__all__ = [
+from typing import TYPE_CHECKING, Any
+
+import cryptography.exceptions
+
+if TYPE_CHECKING:  # the names as the type checker sees them; at run time see __getattr__
+    pass
+
+# The backup flows' errors live in portal_core.backup.errors; they are still importable from
+# here, by the names code has always used (resolved on first use, see __getattr__).
+_FLOW_ERRORS = (
     "CustodianMismatch",
     "DecryptFailed",
+    "DeviceReplaced",
     "EjectNotAuthorized",
-    "InvalidEnvelope",
-    "InvalidShare",
-    "InvalidTag",
     "KdfParametersRefused",
     "NoValidBackup",
     "PasswordRequired",
-    "PortalError",
     "ShareVerificationFailed",
     "UnsupportedBackupMethod",
     "VaultNotIndependent",
@@ -25,17 +31,21 @@ __all__ = [
     "WalletModificationInProgress",
     "WalletNotFound",
     "WeakPassword",
-]
+)
+
+__all__ = ["InvalidEnvelope", "InvalidShare", "InvalidTag", "PortalError", *_FLOW_ERRORS]
 
 
 class PortalError(Exception):
     """Base class of every portal_core error."""
 
 
-class InvalidTag(PortalError):
+class InvalidTag(PortalError, cryptography.exceptions.InvalidTag):
     """Authentication failed: wrong key, nonce, associated data or context, or tampering.
 
     Carries no detail about why, on purpose (batch calls name the failing item's index).
+    Also a ``cryptography.exceptions.InvalidTag``: code moved over from ``cryptography``'s
+    AEADs (``except InvalidTag:``) catches it unchanged.
     """
 
 
@@ -58,64 +68,9 @@ class InvalidShare(PortalError):
 # password, key or share.
 
 
-class PasswordRequired(PortalError):
-    """A ``PASSWORD`` backup, recovery or eject was asked for without a password."""
+def __getattr__(name: str) -> Any:
+    if name in _FLOW_ERRORS:
+        from portal_core.backup import errors
 
-
-class WeakPassword(PortalError):
-    """The backup password fails the password policy (too short, common, or a numeric PIN
-    without a guess-limited vault); the message says which rule and why."""
-
-
-class UnsupportedBackupMethod(PortalError):
-    """The backup method is unknown, or not configured on this client (no key storage)."""
-
-
-class NoValidBackup(PortalError):
-    """No completed backup can serve the request: none was made with that method, it was
-    replaced by a newer one, or its cipher text or key is missing."""
-
-
-class DecryptFailed(PortalError):
-    """The backup cipher text did not open: wrong password or key, altered cipher text, or a
-    cipher text of another wallet or method. Says which when that is knowable without the key."""
-
-
-class ShareVerificationFailed(PortalError):
-    """A decrypted share does not match its recorded public share, does not pair with the
-    other party's, or a share-protocol message failed verification."""
-
-
-class CustodianMismatch(ShareVerificationFailed):
-    """A value the custodian sent does not match what the device can check for itself (a
-    public key against its own shares, an address against the public key it derives from,
-    a backup pair's public shares against the wallet key): never shown, always refused."""
-
-
-class VaultNotIndependent(WeakPassword):
-    """The password is acceptable only behind a guess-limited vault, and the vault's operator
-    also keeps the backup's cipher text or the custodian's backup share (or one of those
-    operators is not named), so that operator could test every guess offline."""
-
-
-class KdfParametersRefused(DecryptFailed):
-    """A cipher text names Argon2id costs below this client's floor, or a salt and costs that
-    its vault did not record at enrolment: its header was altered. Nothing was derived from
-    the password, nothing was sent, no vault try was spent."""
-
-
-class EjectNotAuthorized(PortalError):
-    """Eject was asked for outside a custodian's authorisation window (never authorised,
-    expired, or already used)."""
-
-
-class WalletModificationInProgress(PortalError):
-    """Another backup, recovery or key generation of this wallet is running."""
-
-
-class WalletNotFound(PortalError):
-    """The client has no wallet (or no wallet with that id) at the custodian or on the device."""
-
-
-class WalletAlreadyExists(PortalError):
-    """Key generation was asked for a client that already has a wallet."""
+        return getattr(errors, name)
+    raise AttributeError(f"module 'portal_core.exceptions' has no attribute {name!r}")

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from portal_core.exceptions import NoValidBackup
+from portal_core.backup.errors import NoValidBackup
 
 __all__ = [
     "CurveKey",
@@ -40,9 +40,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CurveKey:
+    """A curve of the wallet: its public key and address, and the public share of the
+    client's signing share the custodian pairs with (a device holding another share was
+    replaced by a recovery elsewhere)."""
+
     curve: str
     public_key: bytes
     address: str
+    client_public_share: bytes = b""
 
 
 @dataclass(frozen=True)

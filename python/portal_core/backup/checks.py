@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from portal_core import shares
-from portal_core.exceptions import InvalidShare, ShareVerificationFailed
+from portal_core.backup.errors import ShareVerificationFailed
+from portal_core.exceptions import InvalidShare
 
 __all__ = ["RecordedPair", "load_backup_share", "load_share"]
 
@@ -14,11 +15,20 @@ class RecordedPair(Protocol):
     """What either side recorded of a backup share pair (the custodian's record, or the
     client's view of it)."""
 
-    pair_id: str
-    curve: str
-    public_key: bytes
-    client_public_share: bytes
-    custodian_public_share: bytes
+    @property
+    def pair_id(self) -> str: ...
+
+    @property
+    def curve(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    @property
+    def client_public_share(self) -> bytes: ...
+
+    @property
+    def custodian_public_share(self) -> bytes: ...
 
 
 def load_share(

@@ -9,16 +9,26 @@ cipher text (sealed under the method's key, which never leaves the client).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypedDict, Unpack
 
 from portal_core import envelope, shares
 from portal_core.backup import document
 from portal_core.backup.api import CustodianApi, PairInfo, SessionOffer, WalletInfo
 from portal_core.backup.checks import load_backup_share, load_share
+from portal_core.backup.device import DeviceStore
+from portal_core.backup.errors import (
+    CustodianMismatch,
+    DecryptFailed,
+    DeviceReplaced,
+    NoValidBackup,
+    ShareVerificationFailed,
+    WalletAlreadyExists,
+    WalletNotFound,
+)
 from portal_core.backup.methods import (
+    BACKUP_METHODS,
     FileKeyStorage,
     KeyBinding,
     KeyProvider,
@@ -44,57 +54,38 @@ from portal_core.backup.progress import (
     ProgressCallback,
     Status,
 )
-from portal_core.exceptions import (
-    CustodianMismatch,
-    DecryptFailed,
-    InvalidShare,
-    InvalidTag,
-    NoValidBackup,
-    PortalError,
-    ShareVerificationFailed,
-    WalletAlreadyExists,
-    WalletNotFound,
-)
-from portal_core.store.records import CURVES, PairStatus
+from portal_core.exceptions import InvalidShare, InvalidTag, PortalError
+from portal_core.store.custodian_records import CURVES, PairStatus
 
-__all__ = ["BackupCheck", "BackupResult", "DeviceStore", "MemoryDevice", "WalletClient"]
+__all__ = ["BackupCheck", "BackupResult", "MethodOptions", "WalletClient"]
 
 log = logging.getLogger("portal_core.backup")
 
 
-class DeviceStore(Protocol):
-    """Where the device keeps its serialized signing shares (a keychain or keystore on a
-    phone). ``save`` replaces every share of the client at once."""
+class MethodOptions(TypedDict, total=False):
+    """What a flow call may say about its method (``backup_wallet(method, **options)``).
 
-    def load(self, client_id: str) -> dict[str, bytes]: ...
+    ``password``: PASSWORD's password or PIN; ``argon2``, ``policy``, ``vault``: PASSWORD's
+    costs, policy and guess-limited vault for this call (else the client's). ``key_dir``:
+    CUSTOM's key directory; ``storage``: a key-storage factory for a stored-key method
+    (else the one registered). Any other name is a ``TypeError``.
+    """
 
-    def save(self, client_id: str, shares: Mapping[str, bytes]) -> None: ...
+    password: str
+    argon2: Argon2Params
+    policy: PasswordPolicy
+    vault: GuessLimitedVault
+    key_dir: str
+    storage: StorageFactory
 
-    def clear(self, client_id: str) -> None: ...
 
-
-class MemoryDevice:
-    """A :class:`DeviceStore` in memory: losing the object is losing the device."""
-
-    def __init__(self) -> None:
-        self._shares: dict[str, dict[str, bytes]] = {}
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        held = {cid: sorted(s) for cid, s in self._shares.items()}
-        return f"MemoryDevice({held})"
-
-    def load(self, client_id: str) -> dict[str, bytes]:
-        with self._lock:
-            return dict(self._shares.get(client_id, {}))
-
-    def save(self, client_id: str, shares: Mapping[str, bytes]) -> None:
-        with self._lock:
-            self._shares[client_id] = {c: bytes(s) for c, s in shares.items()}
-
-    def clear(self, client_id: str) -> None:
-        with self._lock:
-            self._shares.pop(client_id, None)
+_PASSWORD_OPTIONS = frozenset({"password", "policy", "argon2", "vault"})
+# CUSTOM alone has a default storage, a key file per slot in ``key_dir``.
+_STORED_KEY_OPTIONS = {
+    m: frozenset({"storage", "key_dir"} if m == "CUSTOM" else {"storage"})
+    for m in BACKUP_METHODS
+    if m != "PASSWORD"
+}
 
 
 @dataclass(frozen=True)
@@ -145,7 +136,7 @@ class WalletClient:
         custodian: CustodianApi,
         client_id: str,
         *,
-        device: DeviceStore | None = None,
+        device: DeviceStore,
         storages: Mapping[str, StorageFactory] | None = None,
         custom_key_dir: str | None = None,
         password_policy: PasswordPolicy | None = None,
@@ -155,7 +146,7 @@ class WalletClient:
     ) -> None:
         self.custodian = custodian
         self.client_id = client_id
-        self.device: DeviceStore = device if device is not None else MemoryDevice()
+        self.device: DeviceStore = device
         self._storages: dict[str, StorageFactory] = {}
         for method, factory in (storages or {}).items():
             self.register_storage(method, factory)
@@ -177,44 +168,48 @@ class WalletClient:
             raise ValueError("PASSWORD derives its key; it has no key storage")
         self._storages[method] = factory
 
-    def _provider(self, method: str, config: Mapping[str, Any]) -> KeyProvider:
+    def _provider(self, method: str, config: MethodOptions) -> KeyProvider:
         check_method(method)
-        cfg = dict(config)
-        provider: KeyProvider
-        if method == "PASSWORD":
-            provider = PasswordMethod(
-                cfg.pop("password", None),
-                policy=cfg.pop("policy", self.password_policy),
-                argon2=cfg.pop("argon2", self.argon2),
-                vault=cfg.pop("vault", self.vault),
+        allowed = _PASSWORD_OPTIONS if method == "PASSWORD" else _STORED_KEY_OPTIONS[method]
+        unexpected = set(config) - allowed
+        if unexpected:
+            raise TypeError(
+                f"unexpected configuration for {method}: {', '.join(sorted(unexpected))}"
             )
-        else:
-            factory = cfg.pop("storage", None)
-            key_dir = cfg.pop("key_dir", None) if method == "CUSTOM" else None
-            if factory is None and key_dir is not None:
-                factory = FileKeyStorage.in_directory(key_dir)
-            factory = factory or self._storages.get(method)
-            if factory is None:
-                raise not_configured(method)
-            provider = StoredKeyMethod(method, factory)
-        if cfg:
-            raise TypeError(f"unexpected configuration for {method}: {', '.join(sorted(cfg))}")
-        return provider
+        if method == "PASSWORD":
+            return PasswordMethod(
+                config.get("password"),
+                policy=config.get("policy", self.password_policy),
+                argon2=config.get("argon2", self.argon2),
+                vault=config.get("vault", self.vault),
+            )
+        factory = config.get("storage")
+        key_dir = config.get("key_dir")
+        if factory is None and key_dir is not None:
+            factory = FileKeyStorage.in_directory(key_dir)
+        factory = factory or self._storages.get(method)
+        if factory is None:
+            raise not_configured(method)
+        return StoredKeyMethod(method, factory)
 
     # -- helpers -------------------------------------------------------------------------
 
     def _wallet(self) -> WalletInfo:
         return self._wallet_and_shares()[0]
 
-    def _wallet_and_shares(self) -> tuple[WalletInfo, dict[str, shares.Share]]:
+    def _wallet_and_shares(
+        self, *, check_device: bool = True
+    ) -> tuple[WalletInfo, dict[str, shares.Share]]:
         """The custodian's record of the wallet, checked against what this device knows for
         itself: every address derives from its public key, and, when the device holds the
-        wallet's signing shares (returned too, else empty), every public key is the one
-        they carry.
+        wallet's signing shares (returned too, else empty; not read if ``check_device`` is
+        false), every public key is the one they carry and every share the one the
+        custodian pairs with.
 
         Raises:
             CustodianMismatch: the record fails a check (whoever wrote the custodian's
                 database, or the link, changed it).
+            DeviceReplaced: a recovery on another device replaced this device's shares.
         """
         wallet = self.custodian.get_wallet(self.client_id)
         for curve, key in wallet.curves.items():
@@ -227,7 +222,7 @@ class WalletClient:
                     f"the custodian's {curve} address does not derive from the public key it "
                     "gives for the wallet"
                 )
-        stored = self.device.load(self.client_id)
+        stored = self.device.load(self.client_id) if check_device else {}
         return wallet, (self._signing_shares(wallet, stored) if stored else {})
 
     def _held_wallet(self) -> tuple[WalletInfo, dict[str, shares.Share]]:
@@ -252,7 +247,7 @@ class WalletClient:
                 f"{sorted(wallet.curves)}: recover the wallet"
             )
         try:
-            return {
+            held = {
                 c: load_share(
                     data,
                     what=f"this device's {c} signing share",
@@ -270,6 +265,15 @@ class WalletClient:
                 f"the custodian's record of this client's wallet does not match the shares on "
                 f"this device: {e}"
             ) from None
+        for c, share in held.items():
+            recorded = wallet.curves[c].client_public_share
+            if recorded and share.public_share != recorded:
+                raise DeviceReplaced(
+                    f"this device's {c} share of the wallet was replaced by a recovery on "
+                    "another device, and the custodian no longer pairs with it: recover the "
+                    "wallet on this device (recover_wallet) to use it here again"
+                )
+        return held
 
     def _run_session(
         self, offer: SessionOffer, parties: Mapping[str, Any]
@@ -439,7 +443,7 @@ class WalletClient:
     # -- key generation ------------------------------------------------------------------
 
     def create_wallet(
-        self, curves: Sequence[str] = CURVES, progress: ProgressCallback | None = None
+        self, curves: Sequence[str] = CURVES, *, progress: ProgressCallback | None = None
     ) -> dict[str, str]:
         """Generates a new wallet with the custodian; returns its address per curve.
 
@@ -480,7 +484,11 @@ class WalletClient:
     # -- backup --------------------------------------------------------------------------
 
     def backup_wallet(
-        self, method: str, progress: ProgressCallback | None = None, **config: Any
+        self,
+        method: str,
+        *,
+        progress: ProgressCallback | None = None,
+        **config: Unpack[MethodOptions],
     ) -> BackupResult:
         """Backs the wallet up with ``method``: a new backup share pair per curve, the client's
         shares in one document sealed with the method's key, the custodian's under its KMS.
@@ -584,7 +592,9 @@ class WalletClient:
             status=str(status),
         )
 
-    def stored_client_backup_share(self, success: bool, method: str, **config: Any) -> None:
+    def stored_client_backup_share(
+        self, success: bool, method: str, **config: Unpack[MethodOptions]
+    ) -> None:
         """Self-managed mode: the integrator reports whether it stored the cipher text of
         the method's pending backup. ``True`` completes the backup (replacing the previous
         one); ``False`` discards it.
@@ -627,9 +637,10 @@ class WalletClient:
     def recover_wallet(
         self,
         method: str,
+        *,
         cipher_text: bytes | None = None,
         progress: ProgressCallback | None = None,
-        **config: Any,
+        **config: Unpack[MethodOptions],
     ) -> dict[str, str]:
         """Recovers the wallet onto this device from a completed backup: new signing shares
         for both parties (the previous device's share stops pairing). Returns the addresses.
@@ -643,7 +654,10 @@ class WalletClient:
             ShareVerificationFailed: a share does not match its recorded public share.
             WalletModificationInProgress: another backup or recovery runs.
         """
-        p, wallet, opened = self._read_backup(method, cipher_text, progress, RECOVERY_ORDER, config)
+        # The device's own shares are not checked: recovering is what a replaced device does.
+        p, wallet, opened = self._read_backup(
+            method, cipher_text, progress, RECOVERY_ORDER, config, check_device=False
+        )
         self._checkpoint("client.recovery.opened")
 
         p.step(Status.GENERATING)
@@ -672,7 +686,9 @@ class WalletClient:
         cipher_text: bytes | None,
         progress: ProgressCallback | None,
         order: Sequence[Status],
-        config: dict[str, Any],
+        config: MethodOptions,
+        *,
+        check_device: bool = True,
     ) -> tuple[Progress, WalletInfo, _Opened]:
         """The first steps of recovery, verification and eject: read the method's key, fetch
         the cipher text (Portal-managed) and open the completed backup, checking every share.
@@ -682,7 +698,7 @@ class WalletClient:
         p = Progress(progress, order)
         p.step(Status.READING)
         provider.validate_operations(new=False)
-        wallet = self._wallet()
+        wallet = self._wallet_and_shares(check_device=check_device)[0]
         pairs = self._pairs(wallet)
         if cipher_text is None:
             cipher_text = self._fetch_cipher_text(method, pairs)
@@ -725,9 +741,10 @@ class WalletClient:
     def verify_backup(
         self,
         method: str,
+        *,
         cipher_text: bytes | None = None,
         progress: ProgressCallback | None = None,
-        **config: Any,
+        **config: Unpack[MethodOptions],
     ) -> BackupCheck:
         """Opens the method's completed backup with its key and checks every share against its
         recorded public share, on both sides; nothing is reshared or changed.
@@ -747,9 +764,10 @@ class WalletClient:
     def eject_private_keys(
         self,
         method: str,
+        *,
         cipher_text: bytes | None = None,
         progress: ProgressCallback | None = None,
-        **config: Any,
+        **config: Unpack[MethodOptions],
     ) -> dict[str, shares.EjectedKey]:
         """The wallet's private keys, from the method's completed backup and the custodian's
         backup shares, which it releases only inside its eject authorisation window.

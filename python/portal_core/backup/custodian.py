@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from portal_core import shares
 from portal_core.backup.api import (
@@ -33,19 +33,18 @@ from portal_core.backup.api import (
     WalletInfo,
 )
 from portal_core.backup.checks import load_backup_share, load_share
-from portal_core.backup.methods import check_method
-from portal_core.backup.progress import Checkpoint
-from portal_core.exceptions import (
+from portal_core.backup.errors import (
     EjectNotAuthorized,
-    InvalidEnvelope,
-    InvalidShare,
-    InvalidTag,
     NoValidBackup,
     ShareVerificationFailed,
     WalletAlreadyExists,
     WalletModificationInProgress,
     WalletNotFound,
 )
+from portal_core.backup.methods import check_method
+from portal_core.backup.progress import Checkpoint
+from portal_core.exceptions import InvalidEnvelope, InvalidShare, InvalidTag
+from portal_core.kms import KeyedSealingKms, SealingKms
 from portal_core.store import (
     CURVES,
     BackupMode,
@@ -64,14 +63,6 @@ log = logging.getLogger("portal_core.backup")
 EJECT_WINDOW_SECONDS = 300.0
 DEFAULT_KEY_NAME = "custodian-shares"
 _MAX_CIPHER_TEXT = 64 * 1024
-
-
-class SealingKms(Protocol):
-    """What the custodian needs of a KMS (``portal_core.kms.Pkcs11Kms`` provides it)."""
-
-    def seal(self, name: str, plaintext: Any, *, context: Mapping[str, str]) -> bytes: ...
-
-    def open(self, sealed: Any, *, context: Mapping[str, str]) -> bytes: ...
 
 
 def _new_id() -> str:
@@ -113,7 +104,7 @@ class LocalCustodian:
 
     def __init__(
         self,
-        kms: SealingKms,
+        kms: KeyedSealingKms,
         store: CustodianStore,
         *,
         key_name: str = DEFAULT_KEY_NAME,
@@ -151,18 +142,8 @@ class LocalCustodian:
         return BackupMode.SELF if self.integrator is not None else BackupMode.CUSTODIAN
 
     def _ensure_key(self) -> None:
-        describe = getattr(self.kms, "describe", None)
-        if describe is None:
-            return
-        from portal_core.kms import KeyAlreadyExists, KeyNotFound
-
-        try:
-            describe(self.key_name)
-        except KeyNotFound:
-            try:
-                self.kms.create_key(self.key_name)  # type: ignore[attr-defined]
-            except KeyAlreadyExists:
-                pass  # another process created it first
+        # Creates the KEK on first start; another process creating it at once is no error.
+        self.kms.ensure_key(self.key_name)
 
     # -- sealing -------------------------------------------------------------------------
 
@@ -298,7 +279,9 @@ class LocalCustodian:
     def get_wallet(self, client_id: str) -> WalletInfo:
         wallet = self._wallet(client_id)
         curves = {
-            curve: CurveKey(curve, r.public_key, shares.address(curve, r.public_key))
+            curve: CurveKey(
+                curve, r.public_key, shares.address(curve, r.public_key), r.client_public_share
+            )
             for curve, r in self.store.signing_shares(wallet.wallet_id).items()
         }
         keeper = self.operator if self.mode is BackupMode.CUSTODIAN else self.integrator_operator

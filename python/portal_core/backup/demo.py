@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from portal_core import envelope
-from portal_core.backup.client import MemoryDevice, WalletClient
-from portal_core.backup.custodian import LocalCustodian, SealingKms
+from portal_core.backup.client import WalletClient
+from portal_core.backup.custodian import LocalCustodian
+from portal_core.backup.device import FileDevice
+from portal_core.backup.errors import DecryptFailed, DeviceReplaced, EjectNotAuthorized
 from portal_core.backup.password import OWASP_ARGON2, Argon2Params
-from portal_core.exceptions import (
-    DecryptFailed,
-    EjectNotAuthorized,
-    PortalError,
-    ShareVerificationFailed,
-)
+from portal_core.exceptions import PortalError
+from portal_core.kms import KeyedSealingKms
 from portal_core.store import SqliteStore
 
-__all__ = ["DEMO_PASSWORD", "format_text", "run"]
+__all__ = ["DEMO_KEY_NAME", "DEMO_PASSWORD", "format_text", "run"]
+
+# The demo's own key-encryption key: never the production key name (custodian-shares) of
+# whatever token the environment points at.
+DEMO_KEY_NAME = "portal-core-demo-shares"
 
 # A demo password that passes the policy (long, not on the common list). Not a secret: it
 # protects a throwaway wallet in a temporary directory.
@@ -74,10 +76,10 @@ def _expect_error(kind: type[PortalError], fn: Callable[[], object]) -> dict[str
 
 
 def run(
-    kms: SealingKms,
+    kms: KeyedSealingKms,
     *,
     argon2: Argon2Params = OWASP_ARGON2,
-    key_name: str = "custodian-shares",
+    key_name: str = DEMO_KEY_NAME,
     workdir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Runs the wallet demo; returns a JSON-able record of every step.
@@ -95,17 +97,21 @@ def run(
 
 
 def _run(
-    kms: SealingKms, store: SqliteStore, tmp: Path, argon2: Argon2Params, key_name: str
+    kms: KeyedSealingKms, store: SqliteStore, tmp: Path, argon2: Argon2Params, key_name: str
 ) -> dict[str, Any]:
-    custodian = LocalCustodian(kms, store, key_name=key_name)
+    custodian = LocalCustodian(kms, store, key_name=key_name, operator="demo-custodian")
     client_id = custodian.create_client()
     key_dir = tmp / "keys"
     key_dir.mkdir(mode=0o700)
     steps = _Steps()
 
+    devices = iter(range(1, 1000))
+
     def new_device() -> WalletClient:
+        # Each device keeps its shares in its own directory: a new directory is a new phone.
+        device = FileDevice(tmp / f"device-{next(devices)}")
         return WalletClient(
-            custodian, client_id, device=MemoryDevice(), custom_key_dir=str(key_dir), argon2=argon2
+            custodian, client_id, device=device, custom_key_dir=str(key_dir), argon2=argon2
         )
 
     phone = new_device()
@@ -158,7 +164,7 @@ def _run(
     )
 
     # The device is lost: from here on only new devices (same client id) are used; the old
-    # one reappears once, to show that its share no longer pairs after a recovery.
+    # one reappears once, to show that it is told it was replaced by the recovery.
     lost = phone
 
     def recover(method: str, **config: Any) -> Callable[[Any], dict[str, Any]]:
@@ -173,8 +179,8 @@ def _run(
 
     steps.run("lose the device; recover with PASSWORD", recover("PASSWORD", password=DEMO_PASSWORD))
     steps.run(
-        "the lost device's share no longer pairs",
-        lambda _p: _expect_error(ShareVerificationFailed, lambda: lost.backup_wallet("CUSTOM")),
+        "the lost device is told it was replaced",
+        lambda _p: _expect_error(DeviceReplaced, lambda: lost.backup_wallet("CUSTOM")),
     )
     steps.run("recover with CUSTOM on another device", recover("CUSTOM"))
     steps.run(

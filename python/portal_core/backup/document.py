@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from portal_core import envelope
+from portal_core.backup.errors import DecryptFailed
 from portal_core.backup.methods import KeyBinding
-from portal_core.exceptions import DecryptFailed, InvalidEnvelope
+from portal_core.exceptions import InvalidEnvelope
 
 __all__ = ["DOCUMENT_VERSION", "CipherTextInfo", "cipher_context", "decode", "encode", "read_info"]
 

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from portal_core.backup.api import Keepers
-from portal_core.exceptions import NoValidBackup, UnsupportedBackupMethod
-from portal_core.store.records import BACKUP_METHODS
+from portal_core.backup.errors import NoValidBackup, UnsupportedBackupMethod
+from portal_core.backup.files import remove_private, write_private
+from portal_core.store.custodian_records import BACKUP_METHODS
 
 __all__ = [
     "BACKUP_METHODS",
@@ -212,9 +213,9 @@ class StoredKeyMethod:
 class FileKeyStorage:
     """A key in a local file: mode 0600, written atomically and durably.
 
-    The write goes to a temporary file in the same directory, which is fsynced, renamed
-    over the key file, and then the directory is fsynced: after a crash the file holds the
-    old key or the new one, never a part. File format: ``b"PCBK"``, a version byte (1),
+    Written by :func:`~portal_core.backup.files.write_private` (a temporary file, fsynced,
+    renamed over the key file, the directory fsynced): after a crash the file holds the old
+    key or the new one, never a part. File format: ``b"PCBK"``, a version byte (1),
     the 32-byte key.
     """
 
@@ -243,35 +244,10 @@ class FileKeyStorage:
 
         return make
 
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _write_file(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)  # whatever the umask
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._fsync_dir()
-
     def write(self, key: bytes) -> None:
         if len(key) != KEY_LEN:
             raise ValueError(f"a backup key is {KEY_LEN} bytes, got {len(key)}")
-        self._write_file(self.path, self.MAGIC + bytes(key))
+        write_private(self.path, self.MAGIC + bytes(key))
 
     def read(self) -> bytes:
         try:
@@ -284,11 +260,7 @@ class FileKeyStorage:
         return data[len(self.MAGIC) :]
 
     def delete(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            return
-        self._fsync_dir()
+        remove_private(self.path)
 
     def validate_operations(self) -> bool:
         # A name of its own, so that checks running at once do not trip over each other.
@@ -297,7 +269,7 @@ class FileKeyStorage:
         try:
             if not self.path.parent.is_dir():
                 return False
-            self._write_file(probe, data)
+            write_private(probe, data)
             ok = probe.read_bytes() == data and stat.S_IMODE(probe.stat().st_mode) == 0o600
             probe.unlink()
             return ok

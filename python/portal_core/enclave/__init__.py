@@ -18,7 +18,7 @@
     secret = vault.release(slot, access_key, owner="user-1")  # a wrong key spends a try;
                                                     # another owner finds no slot
 
-The passkey half needs the ``webauthn`` package (``pip install 'portal-core[enclave]'``);
+The passkey half needs the ``webauthn`` package (``pip install 'portal-core-mpc[enclave]'``);
 the vault half does not. Designs and threat models: ``docs/passkey.md``, ``docs/vault.md``.
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from portal_core import DISTRIBUTION
 from portal_core.enclave._common import DEFAULT_SLOT, SealingKms
 from portal_core.enclave.errors import (
     ChallengeRejected,
@@ -97,7 +98,7 @@ def __getattr__(name: str) -> Any:
             raise
         raise ImportError(
             f"portal_core.enclave.{name} needs the webauthn package: "
-            "pip install 'portal-core[enclave]'"
+            f"pip install '{DISTRIBUTION}[enclave]'"
         ) from e
     globals()[name] = value
     return value

@@ -11,7 +11,8 @@ flows' own errors: a missing key or a destroyed vault secret is a
 
 from __future__ import annotations
 
-from portal_core.exceptions import DecryptFailed, InvalidTag, NoValidBackup, PortalError
+from portal_core.backup.errors import DecryptFailed, NoValidBackup
+from portal_core.exceptions import InvalidTag, PortalError
 
 __all__ = [
     "ChallengeRejected",

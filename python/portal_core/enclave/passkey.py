@@ -76,7 +76,6 @@ from webauthn.helpers.structs import (
 from portal_core import envelope
 from portal_core.enclave._common import (
     DEFAULT_SLOT,
-    SealingKms,
     check_slot,
     check_user,
     open_sealed,
@@ -107,6 +106,7 @@ from portal_core.enclave.records import (
 )
 from portal_core.enclave.store import EnclaveStore
 from portal_core.exceptions import InvalidEnvelope
+from portal_core.kms import KeyedSealingKms
 
 __all__ = ["SUPPORTED_ALGORITHMS", "CredentialInfo", "PasskeyEnclave"]
 
@@ -266,7 +266,7 @@ class PasskeyEnclave:
     verifies the client's response and registers a credential, or releases or stores a key.
 
     ``kms``: seals keys at rest (a :class:`portal_core.kms.Pkcs11Kms`); the KEK
-    ``key_name`` must exist in it. ``store``: an
+    ``key_name`` is created on first start if missing. ``store``: an
     :class:`~portal_core.enclave.store.EnclaveStore`. ``rp_id``: the relying party id (a
     domain). ``rp_name``: shown to users. ``origins``: the allowed origins (web origins on
     the RP id, ``android:apk-key-hash:...`` app origins). ``require_user_verification``:
@@ -284,7 +284,7 @@ class PasskeyEnclave:
 
     def __init__(
         self,
-        kms: SealingKms,
+        kms: KeyedSealingKms,
         store: EnclaveStore,
         *,
         rp_id: str,
@@ -312,6 +312,9 @@ class PasskeyEnclave:
         self.require_user_verification = bool(require_user_verification)
         self.key_name = key_name
         self._kms = kms
+        # One rule for every sealing component: its key-encryption key is created on first
+        # start (and a second process creating it at once is no error).
+        kms.ensure_key(key_name)
         self._store = store
         self._clock = clock
         self._rp_id_hash = hashlib.sha256(self.rp_id.encode("utf-8")).digest()

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from portal_core import envelope, kdf
-from portal_core.exceptions import DecryptFailed, InvalidEnvelope, InvalidTag
+from portal_core.backup.errors import DecryptFailed
+from portal_core.exceptions import InvalidEnvelope, InvalidTag
 
 __all__ = ["PRF_KEY_ID", "split_prf_output", "unwrap_key", "wrap_key"]
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from portal_core import kdf
-from portal_core.enclave._common import SealingKms, check_slot, check_user, open_sealed
+from portal_core.enclave._common import check_slot, check_user, open_sealed
 from portal_core.enclave.errors import (
     SealedRecordInvalid,
     SecretDestroyed,
@@ -53,6 +53,7 @@ from portal_core.enclave.errors import (
 )
 from portal_core.enclave.records import VaultRecord
 from portal_core.enclave.store import EnclaveStore
+from portal_core.kms import KeyedSealingKms
 
 __all__ = ["DEFAULT_MAX_TRIES", "MAX_PARAMS_LEN", "MAX_TRIES_LIMIT", "PinVault", "VaultStatus"]
 
@@ -125,10 +126,11 @@ class PinVault:
     """Guess-limited secrets, each owned by the caller who enrolled it (the backup flows'
     :class:`~portal_core.backup.password.GuessLimitedVault`).
 
-    ``kms``: seals the records (the KEK ``key_name`` must exist in it). ``store``: an
-    :class:`~portal_core.enclave.store.EnclaveStore`. ``operator``: the configured
-    identity of whoever runs this vault (1 to 256 printable characters), kept as
-    :attr:`operator`; the backup flows compare it with the party that keeps the backup.
+    ``kms``: seals the records under the KEK ``key_name`` (created on first start if
+    missing). ``store``: an :class:`~portal_core.enclave.store.EnclaveStore`.
+    ``operator``: the configured identity of whoever runs this vault (1 to 256 printable
+    characters), kept as :attr:`operator`; the backup flows compare it with the parties
+    that keep the backup.
     ``max_tries``: the default limit (1 to 255). ``clock``: seconds since the epoch.
     ``checkpoint``: called with ``"try-committed"`` once a try is durably spent and before
     it is evaluated, and with ``"answer-ready"`` just before the answer is returned or
@@ -142,7 +144,7 @@ class PinVault:
 
     def __init__(
         self,
-        kms: SealingKms,
+        kms: KeyedSealingKms,
         store: EnclaveStore,
         *,
         operator: str,
@@ -155,6 +157,9 @@ class PinVault:
         self.max_tries = self._check_max_tries(max_tries)
         self.key_name = key_name
         self._kms = kms
+        # One rule for every sealing component: its key-encryption key is created on first
+        # start (and a second process creating it at once is no error).
+        kms.ensure_key(key_name)
         self._store = store
         self._clock = clock
         self._checkpoint = checkpoint or (lambda _step: None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from portal_core import DISTRIBUTION
 from portal_core.kms.blob import BlobInfo, inspect
 from portal_core.kms.contract import DataKey, KeyAdmin, KeyedSealingKms, KeyInfo, SealingKms
 from portal_core.kms.errors import (
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 # The one name that needs python-pkcs11 (the ``hsm`` extra).
-HSM_EXTRA_HINT = "install the HSM extra: pip install 'portal-core[hsm]'"
+HSM_EXTRA_HINT = f"install the HSM extra: pip install '{DISTRIBUTION}[hsm]'"
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 
-from portal_core.exceptions import (
+from portal_core.backup.errors import (
     NoValidBackup,
     WalletAlreadyExists,
     WalletModificationInProgress,
