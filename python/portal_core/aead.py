@@ -2,6 +2,10 @@
 
 Same constructors, ``generate_key``, ``encrypt(nonce, data, associated_data)``,
 ``decrypt(...)``, ``encrypt_into`` / ``decrypt_into``, byte-identical output.
+``AESCCM(key, tag_length=16)`` takes tags of 4 to 16 bytes (even) and nonces of 7 to
+13 bytes; ``AESOCB3`` nonces of 12 to 15 bytes. ``AESSIV`` takes no nonce:
+``encrypt(data, associated_data)`` with ``associated_data`` a list of bytes-like items
+(or ``None``; pass a nonce as the last item), output ``SIV || ciphertext``.
 Every argument accepts any bytes-like object (bytes, bytearray, memoryview,
 numpy uint8). A failed tag raises :class:`portal_core.exceptions.InvalidTag`.
 """
@@ -14,5 +18,16 @@ AESGCM = _aead.AESGCM
 AESGCMSIV = _aead.AESGCMSIV
 ChaCha20Poly1305 = _aead.ChaCha20Poly1305
 XChaCha20Poly1305 = _aead.XChaCha20Poly1305
+AESCCM = _aead.AESCCM
+AESOCB3 = _aead.AESOCB3
+AESSIV = _aead.AESSIV
 
-__all__ = ["AESGCM", "AESGCMSIV", "ChaCha20Poly1305", "XChaCha20Poly1305"]
+__all__ = [
+    "AESCCM",
+    "AESGCM",
+    "AESGCMSIV",
+    "AESOCB3",
+    "AESSIV",
+    "ChaCha20Poly1305",
+    "XChaCha20Poly1305",
+]

@@ -14,7 +14,9 @@ pub struct Features {
     pub aes: bool,
     /// Carry-less multiply for GHASH (PCLMULQDQ, or ARMv8 PMULL).
     pub clmul: bool,
+    /// 256-bit integer vectors (AVX2), for Argon2's block function.
     pub avx2: bool,
+    /// 512-bit vectors (AVX-512 Foundation).
     pub avx512f: bool,
     /// 256/512-bit vector AES with vector carry-less multiply (VAES + VPCLMULQDQ).
     pub vaes: bool,

@@ -39,3 +39,36 @@ impl Error {
         Error::InvalidArgument(msg.into())
     }
 }
+
+/// The failure of a batch call (`envelope::open_many`, `envelope::reseal_many`):
+/// the first failing item and why it failed.
+///
+/// A failure that concerns the whole call rather than one item (a wrong key,
+/// mismatched counts) fails every item, so it is reported at index 0.
+/// `Display` names the item and the error, never any input bytes.
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[error("item {index}: {error}")]
+pub struct BatchError {
+    /// The position of the failing item in the batch.
+    pub index: usize,
+    /// Why it failed.
+    #[source]
+    pub error: Error,
+}
+
+impl BatchError {
+    /// The failure of item `index`.
+    pub fn new(index: usize, error: Error) -> Self {
+        BatchError { index, error }
+    }
+
+    /// The same failure, with its index moved by `base` (a sub-batch's item
+    /// numbers back into the whole batch's).
+    #[must_use]
+    pub fn offset(self, base: usize) -> Self {
+        BatchError {
+            index: base + self.index,
+            error: self.error,
+        }
+    }
+}

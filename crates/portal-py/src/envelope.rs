@@ -8,7 +8,9 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use portal_crypto::envelope::{self as env, Context};
 
 use crate::buffers::{input, new_bytes, new_bytes_many, optional_input, Input};
-use crate::errors::{to_py, InvalidTag};
+use portal_crypto::BatchError;
+
+use crate::errors::to_py;
 
 /// Reads `None` or a `dict[str, str]`.
 fn context(ob: Option<&Bound<'_, PyAny>>) -> PyResult<Context> {
@@ -203,7 +205,7 @@ fn skipped(blobs: Vec<&[u8]>, skip: usize) -> PyResult<Vec<&[u8]>> {
         .enumerate()
         .map(|(i, b)| {
             b.get(skip..).ok_or_else(|| {
-                batch_error((
+                to_py(BatchError::new(
                     i,
                     portal_crypto::Error::InvalidEnvelope(format!("shorter than skip={skip}")),
                 ))
@@ -230,30 +232,14 @@ fn open_many<'py>(
     let lens = blobs
         .iter()
         .enumerate()
-        .map(|(i, b)| env::plaintext_len(b).map_err(|e| (i, e)))
+        .map(|(i, b)| env::plaintext_len(b).map_err(|e| BatchError::new(i, e)))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(batch_error)?;
+        .map_err(to_py)?;
     let k = key.as_slice();
     new_bytes_many(py, lens, |outs| {
         py.detach(|| env::open_many(k, &blobs, &ctxs, outs))
-            .map_err(batch_error)
+            .map_err(to_py)
     })
-}
-
-/// A batch failure names the first failing item (an index is not secret).
-fn batch_error((i, e): (usize, portal_crypto::Error)) -> PyErr {
-    match e {
-        portal_crypto::Error::InvalidTag => {
-            InvalidTag::new_err(format!("item {i} failed authentication"))
-        }
-        other => {
-            let err = to_py(other);
-            Python::attach(|py| {
-                let msg = format!("item {i}: {}", err.value(py));
-                PyErr::from_type(err.get_type(py), msg)
-            })
-        }
-    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -315,14 +301,14 @@ fn reseal_many<'py>(
         .map(|(i, b)| {
             env::resealed_len(b, kid)
                 .map(|n| pre.len() + n)
-                .map_err(|e| (i, e))
+                .map_err(|e| BatchError::new(i, e))
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(batch_error)?;
+        .map_err(to_py)?;
     let (o, n) = (old.as_slice(), new.as_slice());
     new_bytes_many(py, lens, |outs| {
         let mut bodies = after_prefix(outs, pre);
         py.detach(|| env::reseal_many(o, &blobs, n, kid, &mut bodies))
-            .map_err(batch_error)
+            .map_err(to_py)
     })
 }

@@ -2,10 +2,16 @@
 //!
 //! Argument extraction, GIL release, buffer handling and error mapping only:
 //! no cryptography lives here.
+//!
+//! `unsafe` code is denied except in `buffers`, which reads Python buffers
+//! in place and fills new `bytes` objects without zero-filling them first:
+//! PyO3's safe views of a buffer are cells, not `&[u8]`, and its safe
+//! `bytes` constructor zero-fills, which costs a full pass over large outputs.
 
 use pyo3::prelude::*;
 
 mod aead;
+#[allow(unsafe_code)] // zero-copy buffers: see the crate documentation
 mod buffers;
 mod cpu;
 mod envelope;

@@ -11,7 +11,7 @@ class _Aead:
             TypeError: ``key`` is not a bytes-like object.
         """
     def encrypt(self, nonce: Buffer, data: Buffer, associated_data: Buffer | None) -> bytes:
-        """Returns ``ciphertext || tag`` (16-byte tag).
+        """Returns ``ciphertext || tag`` (16-byte tag; AESCCM: its ``tag_length``).
 
         Raises:
             ValueError: wrong nonce length.
@@ -28,7 +28,7 @@ class _Aead:
     def encrypt_into(
         self, nonce: Buffer, data: Buffer, associated_data: Buffer | None, buf: Buffer
     ) -> int:
-        """Writes ``ciphertext || tag`` into ``buf`` (exactly ``len(data) + 16`` bytes).
+        """Writes ``ciphertext || tag`` into ``buf`` (exactly ``len(data)`` + the tag length).
 
         Returns the number of bytes written. ``buf`` may be ``data`` itself.
 
@@ -39,7 +39,7 @@ class _Aead:
     def decrypt_into(
         self, nonce: Buffer, data: Buffer, associated_data: Buffer | None, buf: Buffer
     ) -> int:
-        """Writes the plaintext into ``buf`` (exactly ``len(data) - 16`` bytes).
+        """Writes the plaintext into ``buf`` (exactly ``len(data)`` - the tag length).
 
         On a failed tag ``buf`` is zeroed: no unauthenticated plaintext is left in it.
 
@@ -78,3 +78,79 @@ class XChaCha20Poly1305(_Aead):
     @staticmethod
     def generate_key() -> bytes:
         """A random 32-byte key."""
+
+class AESCCM(_AesAead):
+    """AES-CCM (RFC 3610), 128/192/256-bit keys, nonces of 7 to 13 bytes.
+
+    Messages are limited to ``2 ** (8 * (15 - len(nonce))) - 1`` bytes: encrypting a longer one
+    raises ``ValueError``, decrypting one raises ``InvalidTag`` (as ``cryptography`` does).
+    """
+
+    def __init__(self, key: Buffer, tag_length: int | None = 16) -> None:
+        """Expands ``key``; tags are ``tag_length`` bytes (4 to 16, even; ``None`` means 16).
+
+        Raises:
+            ValueError: the key or tag length does not fit AES-CCM.
+            TypeError: ``key`` is not a bytes-like object or ``tag_length`` not an integer.
+        """
+
+class AESOCB3(_AesAead):
+    """AES-OCB3 (RFC 7253), 128/192/256-bit keys, nonces of 12 to 15 bytes, 16-byte tags."""
+
+class AESSIV:
+    """AES-SIV (RFC 5297), 256/384/512-bit keys; deterministic, no nonce argument.
+
+    ``associated_data`` is ``None`` or a list of at most 126 bytes-like items (a nonce, if
+    any, goes last). Output is ``SIV || ciphertext``, the 16-byte synthetic IV first.
+    """
+
+    def __init__(self, key: Buffer) -> None:
+        """Keeps ``key`` (wiped when the object is freed).
+
+        Raises:
+            ValueError: the key is not 32, 48 or 64 bytes.
+            TypeError: ``key`` is not a bytes-like object.
+        """
+    @staticmethod
+    def generate_key(bit_length: int) -> bytes:
+        """A random key of 256, 384 or 512 bits.
+
+        Raises:
+            ValueError: another bit length.
+            TypeError: ``bit_length`` is not an integer.
+        """
+    def encrypt(self, data: Buffer, associated_data: list[Buffer] | None) -> bytes:
+        """Returns ``SIV || ciphertext``.
+
+        Raises:
+            ValueError: more than 126 associated data items.
+            TypeError: ``associated_data`` is not a list, or an item or ``data`` is not a
+                bytes-like object.
+        """
+    def decrypt(self, data: Buffer, associated_data: list[Buffer] | None) -> bytes:
+        """Authenticates and decrypts ``SIV || ciphertext``.
+
+        Raises:
+            portal_core.exceptions.InvalidTag: authentication failed (no plaintext is returned).
+            ValueError: more than 126 associated data items.
+            TypeError: as for ``encrypt``.
+        """
+    def encrypt_into(self, data: Buffer, associated_data: list[Buffer] | None, buf: Buffer) -> int:
+        """Writes ``SIV || ciphertext`` into ``buf`` (exactly ``len(data) + 16`` bytes).
+
+        Returns the number of bytes written. ``buf`` may share memory with the inputs.
+
+        Raises:
+            ValueError: wrong buffer size, or more than 126 associated data items.
+            TypeError: ``buf`` is read-only, or an argument is of the wrong type.
+        """
+    def decrypt_into(self, data: Buffer, associated_data: list[Buffer] | None, buf: Buffer) -> int:
+        """Writes the plaintext into ``buf`` (exactly ``len(data) - 16`` bytes).
+
+        On a failed tag ``buf`` is zeroed: no unauthenticated plaintext is left in it.
+
+        Raises:
+            portal_core.exceptions.InvalidTag: authentication failed.
+            ValueError: wrong buffer size, or more than 126 associated data items.
+            TypeError: ``buf`` is read-only, or an argument is of the wrong type.
+        """

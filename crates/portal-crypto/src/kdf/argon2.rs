@@ -22,8 +22,11 @@ use crate::{Error, Result};
 /// Argon2id parameters (RFC 9106 §3.1): passes, memory in KiB, lanes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
+    /// Passes over the memory (`t`).
     pub time_cost: u32,
+    /// Memory in KiB (`m`).
     pub memory_cost: u32,
+    /// Lanes, run on as many threads (`p`).
     pub parallelism: u32,
 }
 

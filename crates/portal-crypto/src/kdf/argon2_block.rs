@@ -76,6 +76,10 @@ mod portable {
     }
 
     /// See [`super::CompressFn`].
+    ///
+    /// # Safety
+    /// As [`super::CompressFn`]: `x` and `y` point at initialised blocks, `dst`
+    /// is valid for writes (initialised when `xor`) and overlaps neither.
     pub(super) unsafe fn compress(x: *const Block, y: *const Block, dst: *mut Block, xor: bool) {
         // SAFETY: the caller guarantees both blocks are initialised.
         let (x, y) = unsafe { (&*x, &*y) };
@@ -118,6 +122,9 @@ mod avx2 {
     use super::Block;
 
     /// `a + b + 2 * trunc(a) * trunc(b)` per 64-bit lane (RFC 9106 §3.6).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn fbla(a: __m256i, b: __m256i) -> __m256i {
@@ -126,12 +133,18 @@ mod avx2 {
     }
 
     /// The four rotations of GB, as byte shuffles where they are whole bytes.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn ror32(x: __m256i) -> __m256i {
         _mm256_shuffle_epi32(x, 0b10_11_00_01)
     }
 
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn ror24(x: __m256i) -> __m256i {
@@ -142,6 +155,9 @@ mod avx2 {
         _mm256_shuffle_epi8(x, m)
     }
 
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn ror16(x: __m256i) -> __m256i {
@@ -152,6 +168,9 @@ mod avx2 {
         _mm256_shuffle_epi8(x, m)
     }
 
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn ror63(x: __m256i) -> __m256i {
@@ -195,6 +214,9 @@ mod avx2 {
     /// B = v4..v7, C = v8..v11, D = v12..v15). Eight independent chains
     /// give the CPU enough parallel work; the registers spill to the stack,
     /// which costs less than the waiting it saves.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn p_rows(q: &mut [__m256i; 32]) {
@@ -220,6 +242,9 @@ mod avx2 {
     /// low and high 128-bit halves of registers j + 4k, which hold words
     /// (v_2k, v_2k+1) of both columns: A0 = (v0, v1), A1 = (v2, v3),
     /// B0 = (v4, v5), ..., D1 = (v14, v15) per half.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2: the function is compiled for those instructions.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn p_columns(q: &mut [__m256i; 32]) {
@@ -255,6 +280,10 @@ mod avx2 {
     }
 
     /// See [`super::CompressFn`].
+    ///
+    /// # Safety
+    /// As [`super::CompressFn`]: `x` and `y` point at initialised blocks, `dst`
+    /// is valid for writes (initialised when `xor`) and overlaps neither. The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn compress(x: *const Block, y: *const Block, dst: *mut Block, xor: bool) {
         let (x, y, d) = (

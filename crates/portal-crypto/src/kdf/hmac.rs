@@ -57,9 +57,8 @@ impl HmacKey {
     /// HMAC of the concatenation of `parts`, into `out` (the caller wipes it).
     pub(super) fn mac(&self, parts: &[&[u8]], out: &mut [u8; SHA256_LEN]) {
         #[cfg(target_arch = "x86_64")]
-        if super::sha_ni::available() {
-            // SAFETY: the CPU has the instructions the function is compiled for.
-            return unsafe { super::sha_ni::mac(self, parts, out) };
+        if let Some(ni) = super::sha_ni::ShaNi::detect() {
+            return ni.mac(self, parts, out);
         }
         self.mac_portable(parts, out);
     }
@@ -89,9 +88,8 @@ fn compress_pair(
     b_block: &[u8; BLOCK_LEN],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::sha_ni::available() {
-        // SAFETY: the CPU has the instructions the function is compiled for.
-        return unsafe { super::sha_ni::compress2(a, a_block, b, b_block) };
+    if let Some(ni) = super::sha_ni::ShaNi::detect() {
+        return ni.compress2(a, a_block, b, b_block);
     }
     compress256(a, core::slice::from_ref(a_block));
     compress256(b, core::slice::from_ref(b_block));

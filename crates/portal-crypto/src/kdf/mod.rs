@@ -8,12 +8,21 @@
 //! registers, and Argon2's block function is written for AVX2 with its lanes
 //! on threads.
 
+// Argon2's lanes run on threads that share one block memory: each writes its
+// own segment while reading blocks the others finished, an access pattern the
+// borrow checker cannot express, so it goes through raw pointers.
+#[allow(unsafe_code)]
 mod argon2;
+// The AVX2 block function: intrinsics and `target_feature` functions.
+#[allow(unsafe_code)]
 mod argon2_block;
 mod hkdf;
 mod hmac;
 mod pbkdf2;
+// SHA-256 on SHA-NI: intrinsics and `target_feature` functions, behind a
+// token that proves the CPU has them.
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod sha_ni;
 
 pub use argon2::{argon2id, Argon2Params};

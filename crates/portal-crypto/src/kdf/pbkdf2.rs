@@ -66,9 +66,8 @@ fn f(key: &HmacKey, salt: &[u8], c: u32, i: u32) -> Zeroizing<[u8; SHA256_LEN]> 
 /// `U_1 ^ ... ^ U_{1+rounds}` from `U_1`, all as hash words.
 fn xor_chain(key: &HmacKey, u1: &[u32; 8], rounds: u32) -> Zeroizing<[u32; 8]> {
     #[cfg(target_arch = "x86_64")]
-    if super::sha_ni::available() {
-        // SAFETY: the CPU has the instructions the function is compiled for.
-        return Zeroizing::new(unsafe { super::sha_ni::xor_chain(key, u1, rounds) });
+    if let Some(ni) = super::sha_ni::ShaNi::detect() {
+        return Zeroizing::new(ni.xor_chain(key, u1, rounds));
     }
     xor_chain_portable(key, u1, rounds)
 }
@@ -178,20 +177,9 @@ mod tests {
             let pw: Vec<u8> = (0..pw_len).map(|i| (i * 31 + n) as u8).collect();
             let salt: Vec<u8> = (0..salt_len).map(|i| (i * 7 + n) as u8).collect();
             let mut peer = vec![0u8; len];
-            // SAFETY: every pointer is valid for the length passed with it.
-            let ok = unsafe {
-                aws_lc_sys::PKCS5_PBKDF2_HMAC(
-                    pw.as_ptr().cast(),
-                    pw.len(),
-                    salt.as_ptr(),
-                    salt.len(),
-                    c,
-                    aws_lc_sys::EVP_sha256(),
-                    len,
-                    peer.as_mut_ptr(),
-                )
-            };
-            assert_eq!(ok, 1);
+            assert!(crate::awslc::peers::pbkdf2_hmac_sha256(
+                &mut peer, &pw, &salt, c
+            ));
             assert_eq!(derive(&pw, &salt, c, len), peer, "case {n}");
         }
     }

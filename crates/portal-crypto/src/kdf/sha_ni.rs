@@ -19,8 +19,45 @@ use core::arch::x86_64::*;
 use super::hmac::HmacKey;
 
 /// Whether this CPU has the instructions this module is compiled for.
-pub(super) fn available() -> bool {
+fn available() -> bool {
     is_x86_feature_detected!("sha") && is_x86_feature_detected!("sse4.1")
+}
+
+/// Proof that this CPU has SHA-NI and SSE4.1: made only by [`ShaNi::detect`],
+/// so its safe methods may call the `target_feature` functions below.
+#[derive(Clone, Copy)]
+pub(super) struct ShaNi(());
+
+impl ShaNi {
+    /// The token, when the CPU has the instructions.
+    pub(super) fn detect() -> Option<Self> {
+        available().then_some(ShaNi(()))
+    }
+
+    /// HMAC-SHA256 of the concatenation of `parts` (see [`mac`]).
+    pub(super) fn mac(self, key: &HmacKey, parts: &[&[u8]], out: &mut [u8; 32]) {
+        // SAFETY: `self` exists only once `available()` said the CPU has every
+        // feature `mac` is compiled for.
+        unsafe { mac(key, parts, out) }
+    }
+
+    /// Two interleaved compressions (see [`compress2`]).
+    pub(super) fn compress2(
+        self,
+        a: &mut [u32; 8],
+        a_block: &[u8; 64],
+        b: &mut [u32; 8],
+        b_block: &[u8; 64],
+    ) {
+        // SAFETY: `self` proves the CPU features, as in `mac`.
+        unsafe { compress2(a, a_block, b, b_block) }
+    }
+
+    /// The PBKDF2 chain (see [`xor_chain`]).
+    pub(super) fn xor_chain(self, key: &HmacKey, u1: &[u32; 8], rounds: u32) -> [u32; 8] {
+        // SAFETY: `self` proves the CPU features, as in `mac`.
+        unsafe { xor_chain(key, u1, rounds) }
+    }
 }
 
 /// SHA-256 round constants (FIPS 180-4 §4.2.2).
@@ -44,6 +81,9 @@ struct State {
 }
 
 /// Words a..h into SHA-NI's layout.
+///
+/// # Safety
+/// The CPU must have SSE2, SSSE3, SSE4.1: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2,ssse3,sse4.1")]
 unsafe fn load(w: &[u32; 8]) -> State {
@@ -63,6 +103,9 @@ unsafe fn load(w: &[u32; 8]) -> State {
 }
 
 /// SHA-NI's layout back to words a..h.
+///
+/// # Safety
+/// The CPU must have SSE2: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2")]
 unsafe fn store(s: State) -> [u32; 8] {
@@ -77,6 +120,9 @@ unsafe fn store(s: State) -> [u32; 8] {
 }
 
 /// The digest bytes of `s` (words big-endian, FIPS 180-4 §6.2.2 step 4).
+///
+/// # Safety
+/// The CPU must have SSE2, SSSE3: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2,ssse3")]
 unsafe fn store_digest(s: State, out: &mut [u8; 32]) {
@@ -92,6 +138,9 @@ unsafe fn store_digest(s: State, out: &mut [u8; 32]) {
 }
 
 /// The byte shuffle that swaps each 32-bit lane's byte order.
+///
+/// # Safety
+/// The CPU must have SSE2: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2")]
 unsafe fn bswap32() -> __m128i {
@@ -101,6 +150,9 @@ unsafe fn bswap32() -> __m128i {
 /// The digest of `s` as message words W0..3 and W4..7, lane 0 first: the
 /// digest bytes are the words big-endian and SHA-256 reads message words
 /// big-endian, so no byte swap is needed, only a regrouping.
+///
+/// # Safety
+/// The CPU must have SSE2: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2")]
 unsafe fn message(s: State) -> [__m128i; 2] {
@@ -111,6 +163,9 @@ unsafe fn message(s: State) -> [__m128i; 2] {
 }
 
 /// Four rounds (FIPS 180-4 §6.2.2 step 3) with message words `w`, from `r`.
+///
+/// # Safety
+/// The CPU must have SHA, SSE2: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sha,sse2")]
 unsafe fn rounds4(s: &mut State, w: __m128i, r: usize) {
@@ -122,6 +177,9 @@ unsafe fn rounds4(s: &mut State, w: __m128i, r: usize) {
 
 /// The next four schedule words from the previous sixteen (FIPS 180-4
 /// §6.2.2 step 1): `W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16]`.
+///
+/// # Safety
+/// The CPU must have SHA, SSE2, SSSE3: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sha,sse2,ssse3")]
 unsafe fn schedule(w0: __m128i, w1: __m128i, w2: __m128i, w3: __m128i) -> __m128i {
@@ -130,6 +188,9 @@ unsafe fn schedule(w0: __m128i, w1: __m128i, w2: __m128i, w3: __m128i) -> __m128
 }
 
 /// The feed-forward of the chaining value (FIPS 180-4 §6.2.2 step 4).
+///
+/// # Safety
+/// The CPU must have SSE2: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2")]
 unsafe fn add(s: State, init: State) -> State {
@@ -162,6 +223,9 @@ macro_rules! compress {
 }
 
 /// One SHA-256 compression of the block with schedule words `w` into `s`.
+///
+/// # Safety
+/// The CPU must have SHA, SSE2, SSSE3, SSE4.1: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 unsafe fn compress(mut s: State, [mut w0, mut w1, mut w2, mut w3]: [__m128i; 4]) -> State {
@@ -175,7 +239,7 @@ unsafe fn compress(mut s: State, [mut w0, mut w1, mut w2, mut w3]: [__m128i; 4])
 /// # Safety
 /// The CPU must have SHA-NI and SSE4.1 ([`available`]).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-pub(super) unsafe fn xor_chain(key: &HmacKey, u1: &[u32; 8], rounds: u32) -> [u32; 8] {
+unsafe fn xor_chain(key: &HmacKey, u1: &[u32; 8], rounds: u32) -> [u32; 8] {
     let [pad_lo, pad_hi] = digest_padding();
     let (inner, outer) = (load(&key.inner), load(&key.outer));
     let mut u = load(u1);
@@ -193,6 +257,9 @@ pub(super) unsafe fn xor_chain(key: &HmacKey, u1: &[u32; 8], rounds: u32) -> [u3
 
 /// Schedule words W8..W15 of a block holding a 32-byte digest after a
 /// 64-byte key block: 0x80, zeros, and the bit length 768 (FIPS 180-4 §5.1.1).
+///
+/// # Safety
+/// The CPU must have SSE2: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2")]
 unsafe fn digest_padding() -> [__m128i; 2] {
@@ -209,7 +276,7 @@ unsafe fn digest_padding() -> [__m128i; 2] {
 /// # Safety
 /// The CPU must have SHA-NI and SSE4.1 ([`available`]).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-pub(super) unsafe fn mac(key: &HmacKey, parts: &[&[u8]], out: &mut [u8; 32]) {
+unsafe fn mac(key: &HmacKey, parts: &[&[u8]], out: &mut [u8; 32]) {
     let mut s = load(&key.inner);
     let mut buf = [0u8; 64];
     let mut n = 0;
@@ -252,6 +319,9 @@ pub(super) unsafe fn mac(key: &HmacKey, parts: &[&[u8]], out: &mut [u8; 32]) {
 }
 
 /// A message block as schedule words W0..W15 (big-endian, FIPS 180-4 §5.2.1).
+///
+/// # Safety
+/// The CPU must have SSE2, SSSE3: the function is compiled for those instructions.
 #[inline]
 #[target_feature(enable = "sse2,ssse3")]
 unsafe fn load_block(block: &[u8; 64]) -> [__m128i; 4] {
@@ -275,12 +345,7 @@ unsafe fn load_block(block: &[u8; 64]) -> [__m128i; 4] {
 /// # Safety
 /// The CPU must have SHA-NI and SSE4.1 ([`available`]).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-pub(super) unsafe fn compress2(
-    a: &mut [u32; 8],
-    a_block: &[u8; 64],
-    b: &mut [u32; 8],
-    b_block: &[u8; 64],
-) {
+unsafe fn compress2(a: &mut [u32; 8], a_block: &[u8; 64], b: &mut [u32; 8], b_block: &[u8; 64]) {
     let (mut sa, mut sb) = (load(a), load(b));
     let [mut a0, mut a1, mut a2, mut a3] = load_block(a_block);
     let [mut b0, mut b1, mut b2, mut b3] = load_block(b_block);

@@ -10,6 +10,7 @@ use crate::Result;
 
 /// A reconstructed private key. `Debug` never shows the key.
 pub struct Ejected {
+    /// The curve of the key.
     pub curve: Curve,
     /// secp256k1: 64 lowercase hex digits; ed25519: base58 of the 32-byte
     /// little-endian scalar (see `docs/shares.md`).

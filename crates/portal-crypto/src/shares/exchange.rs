@@ -90,7 +90,7 @@ impl<G: Group> Exchange<G> {
         check_id(&params.new_id, "the new share's id")?;
         let session = Transcript::new("session")
             .field(&[G::CURVE.id()])
-            .field(&params.encode())
+            .field(&params.encode()?)
             .digest();
         let public = secret.public();
         let nonce = random32()?;
@@ -187,7 +187,7 @@ impl<G: Group> Exchange<G> {
             Step::Commit,
             G::CURVE,
             self.role,
-            &self.params.encode(),
+            &self.params.encode()?,
             &self.commitment,
         ))
     }
@@ -230,7 +230,7 @@ impl<G: Group> Exchange<G> {
             Step::Reveal,
             G::CURVE,
             self.role,
-            &self.params.encode(),
+            &self.params.encode()?,
             &body,
         ))
     }

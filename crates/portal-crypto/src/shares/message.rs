@@ -16,12 +16,14 @@
 //! later at a hash check. None of them is secret.
 
 use super::{invalid, Curve, Kind, Role};
-use crate::Result;
+use crate::codec::{CodecError, Reader, Write};
+use crate::{Error, Result};
 
 /// The two magic bytes that start every protocol message.
 pub const MAGIC: &[u8; 2] = b"PM";
 /// The only message format version so far.
 pub const VERSION: u8 = 1;
+/// Fixed bytes before the parameters: magic, version, step, curve, sender.
 const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 1;
 
 /// Which protocol a session runs.
@@ -65,49 +67,39 @@ pub struct Params {
     pub input: Option<Input>,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Lengths are checked (1..=255 bytes) before a session is made.
-    out.push(s.len() as u8);
-    out.extend_from_slice(s.as_bytes());
-}
-
 impl Params {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.protocol as u8];
-        put_str(&mut out, &self.session_id);
-        out.push(self.new_kind.id());
-        put_str(&mut out, &self.new_id);
+    /// The parameters as every message repeats them (`params` above).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an id over 255 bytes (sessions check
+    /// their ids when they are made, so this does not happen).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let too_long = |_: CodecError| Error::arg("ids must be at most 255 bytes");
+        let mut out = Vec::new();
+        out.put_u8(self.protocol as u8).map_err(too_long)?;
+        out.put_prefixed8(self.session_id.as_bytes())
+            .map_err(too_long)?;
+        out.put_u8(self.new_kind.id()).map_err(too_long)?;
+        out.put_prefixed8(self.new_id.as_bytes())
+            .map_err(too_long)?;
         if let Some(input) = &self.input {
-            out.extend_from_slice(&input.public_key);
-            out.push(input.kind.id());
-            put_str(&mut out, &input.id);
+            out.put(&input.public_key).map_err(too_long)?;
+            out.put_u8(input.kind.id()).map_err(too_long)?;
+            out.put_prefixed8(input.id.as_bytes()).map_err(too_long)?;
         }
-        out
+        Ok(out)
     }
 }
 
-/// Reads fields off the front of a message.
-struct Reader<'a>(&'a [u8]);
+/// The error of every read past the end of a message.
+fn truncated(_: CodecError) -> Error {
+    invalid("protocol message is truncated")
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(invalid("protocol message is truncated"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn str8(&mut self) -> Result<&'a str> {
-        let n = usize::from(self.u8()?);
-        std::str::from_utf8(self.take(n)?)
-            .map_err(|_| invalid("protocol message holds an id that is not UTF-8"))
-    }
+/// Reads a `str8` field: a length-prefixed UTF-8 id.
+fn str8<'a>(r: &mut Reader<'a>) -> Result<&'a str> {
+    std::str::from_utf8(r.prefixed8().map_err(truncated)?)
+        .map_err(|_| invalid("protocol message holds an id that is not UTF-8"))
 }
 
 /// Builds a message.
@@ -137,17 +129,17 @@ pub fn parse<'a>(
     params: &Params,
     body_len: usize,
 ) -> Result<&'a [u8]> {
-    let mut r = Reader(msg);
-    if r.take(2)? != MAGIC {
+    let mut r = Reader::new(msg);
+    if r.take(MAGIC.len()).map_err(truncated)? != MAGIC {
         return Err(invalid("not a share protocol message (bad magic)"));
     }
-    let version = r.u8()?;
+    let version = r.u8().map_err(truncated)?;
     if version != VERSION {
         return Err(invalid(format!(
             "unsupported protocol message version {version} (this build speaks version {VERSION})"
         )));
     }
-    let got = r.u8()?;
+    let got = r.u8().map_err(truncated)?;
     if got != step as u8 {
         let name = match got {
             1 => Step::Commit.name(),
@@ -159,7 +151,7 @@ pub fn parse<'a>(
             step.name()
         )));
     }
-    let got = r.u8()?;
+    let got = r.u8().map_err(truncated)?;
     if got != curve.id() {
         let name = Curve::from_id(got).map_or("an unknown curve", Curve::name);
         return Err(invalid(format!(
@@ -167,27 +159,27 @@ pub fn parse<'a>(
             curve.name()
         )));
     }
-    let sender = r.u8()?;
+    let sender = r.u8().map_err(truncated)?;
     if sender != receiver.peer().id() {
         return Err(invalid(format!(
             "message is not from the {} (each session has one client and one custodian)",
             receiver.peer().name()
         )));
     }
-    let protocol = r.u8()?;
+    let protocol = r.u8().map_err(truncated)?;
     if protocol != params.protocol as u8 {
         return Err(invalid(
             "message is for another protocol (key generation versus reshare)",
         ));
     }
-    let session = r.str8()?;
+    let session = str8(&mut r)?;
     if session != params.session_id {
         return Err(invalid(format!(
             "message belongs to session {session:?}, this is session {:?}",
             params.session_id
         )));
     }
-    let new_kind = r.u8()?;
+    let new_kind = r.u8().map_err(truncated)?;
     if new_kind != params.new_kind.id() {
         return Err(invalid(format!(
             "the parties disagree on the new share's kind: peer {}, here {}",
@@ -195,7 +187,7 @@ pub fn parse<'a>(
             params.new_kind.name()
         )));
     }
-    let new_id = r.str8()?;
+    let new_id = str8(&mut r)?;
     if new_id != params.new_id {
         return Err(invalid(format!(
             "the parties disagree on the new share's id: peer {new_id:?}, here {:?}",
@@ -203,12 +195,12 @@ pub fn parse<'a>(
         )));
     }
     if let Some(input) = &params.input {
-        if r.take(input.public_key.len())? != input.public_key.as_slice() {
+        if r.take(input.public_key.len()).map_err(truncated)? != input.public_key.as_slice() {
             return Err(invalid(
                 "the peer's share is for another public key: the shares belong to different wallets",
             ));
         }
-        let kind = r.u8()?;
+        let kind = r.u8().map_err(truncated)?;
         if kind != input.kind.id() {
             return Err(invalid(format!(
                 "the peer reshares a {} share, this party a {} share",
@@ -216,7 +208,7 @@ pub fn parse<'a>(
                 input.kind.name()
             )));
         }
-        let id = r.str8()?;
+        let id = str8(&mut r)?;
         if id != input.id {
             return Err(invalid(format!(
                 "the peer's share has id {id:?}, this party's {:?}: shares of different pairs do not combine",
@@ -224,7 +216,7 @@ pub fn parse<'a>(
             )));
         }
     }
-    let body = r.0;
+    let body = r.rest();
     if body.len() != body_len {
         return Err(invalid(format!(
             "protocol {} body is {} bytes, expected {body_len}",

@@ -77,6 +77,7 @@ impl Curve {
     }
 
     /// The byte that names the curve in formats.
+    /// The curve's number in the binary formats.
     pub fn id(self) -> u8 {
         match self {
             Curve::Secp256k1 => 1,
@@ -84,6 +85,7 @@ impl Curve {
         }
     }
 
+    /// The curve of a number read from a binary format.
     pub fn from_id(id: u8) -> Option<Self> {
         match id {
             1 => Some(Curve::Secp256k1),
@@ -111,6 +113,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as the Python API spells it.
     pub fn name(self) -> &'static str {
         match self {
             Role::Client => "client",
@@ -118,6 +121,8 @@ impl Role {
         }
     }
 
+    /// The role of a name (`client` or `custodian`).
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a name other than `client` or `custodian`.
     pub fn from_name(name: &str) -> Result<Self> {
@@ -130,6 +135,7 @@ impl Role {
         }
     }
 
+    /// The role's number in the binary formats.
     pub fn id(self) -> u8 {
         match self {
             Role::Client => 1,
@@ -137,6 +143,7 @@ impl Role {
         }
     }
 
+    /// The role of a number read from a binary format.
     pub fn from_id(id: u8) -> Option<Self> {
         match id {
             1 => Some(Role::Client),
@@ -164,6 +171,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind's name, as the Python API spells it.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Signing => "signing",
@@ -171,6 +179,8 @@ impl Kind {
         }
     }
 
+    /// The kind of a name (`signing` or `backup`).
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a name other than `signing` or `backup`.
     pub fn from_name(name: &str) -> Result<Self> {
@@ -183,6 +193,7 @@ impl Kind {
         }
     }
 
+    /// The kind's number in the binary formats.
     pub fn id(self) -> u8 {
         match self {
             Kind::Signing => 1,
@@ -190,6 +201,7 @@ impl Kind {
         }
     }
 
+    /// The kind of a number read from a binary format.
     pub fn from_id(id: u8) -> Option<Self> {
         match id {
             1 => Some(Kind::Signing),
@@ -211,22 +223,31 @@ macro_rules! on_curve {
 
 /// One party's share of a wallet key. `Debug` never shows the scalar.
 pub enum Share {
+    /// A share of a secp256k1 key.
     Secp256k1(CurveShare<Secp256k1>),
+    /// A share of an ed25519 key.
     Ed25519(CurveShare<Ed25519>),
 }
 
 /// What a caller expects of a share it loads: every field given is checked.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Expected<'a> {
+    /// The curve it must be on.
     pub curve: Option<Curve>,
+    /// What it must be for.
     pub kind: Option<Kind>,
+    /// Whose it must be.
     pub role: Option<Role>,
+    /// Its wallet or backup pair id.
     pub id: Option<&'a str>,
+    /// Its encoded public share.
     pub public_share: Option<&'a [u8]>,
+    /// The encoded public key of its wallet.
     pub public_key: Option<&'a [u8]>,
 }
 
 impl Share {
+    /// The curve of the share.
     pub fn curve(&self) -> Curve {
         match self {
             Share::Secp256k1(_) => Curve::Secp256k1,
@@ -234,10 +255,12 @@ impl Share {
         }
     }
 
+    /// What the share is for.
     pub fn kind(&self) -> Kind {
         on_curve!(Share, self, s => s.kind)
     }
 
+    /// The party holding the share.
     pub fn role(&self) -> Role {
         on_curve!(Share, self, s => s.role)
     }
@@ -335,7 +358,9 @@ impl core::fmt::Debug for Share {
 /// commitment), [`Session::finish`] (with the peer's reveal).
 #[derive(Debug)]
 pub enum Session {
+    /// A session on secp256k1.
     Secp256k1(Exchange<Secp256k1>),
+    /// A session on ed25519.
     Ed25519(Exchange<Ed25519>),
 }
 
@@ -366,6 +391,7 @@ impl Session {
         })
     }
 
+    /// The curve of the session.
     pub fn curve(&self) -> Curve {
         match self {
             Session::Secp256k1(_) => Curve::Secp256k1,
@@ -373,14 +399,17 @@ impl Session {
         }
     }
 
+    /// This party's role.
     pub fn role(&self) -> Role {
         on_curve!(Session, self, s => s.role())
     }
 
+    /// Key generation or reshare.
     pub fn protocol(&self) -> Protocol {
         on_curve!(Session, self, s => s.protocol())
     }
 
+    /// The id both parties gave the session.
     pub fn session_id(&self) -> &str {
         on_curve!(Session, self, s => s.session_id())
     }

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use super::group::{Group, Secret};
 use super::{invalid, Curve, Kind, Role};
+use crate::codec::Reader;
 use crate::{Error, Result};
 
 /// The two magic bytes that start every serialized share.
@@ -98,8 +99,11 @@ impl<G: Group> CurveShare<G> {
                 }
             )));
         }
+        // The length is checked above, so none of these reads can fail.
+        let truncated = || invalid("share is truncated");
+        let mut r = Reader::new(body);
         let mut scalar = Zeroizing::new([0u8; 32]);
-        scalar.copy_from_slice(&body[..32]);
+        scalar.copy_from_slice(r.array::<32>().map_err(|_| truncated())?);
         let secret = G::scalar_from_canonical(&scalar)
             .map(Secret::<G>::new)
             .ok_or_else(|| invalid("share scalar is not canonical (not below the group order)"))?;
@@ -114,8 +118,11 @@ impl<G: Group> CurveShare<G> {
                 ))
             })
         };
-        let public_share = point(&body[32..32 + G::POINT_LEN], "public share")?;
-        let public_key = point(&body[32 + G::POINT_LEN..], "public key")?;
+        let public_share = point(
+            r.take(G::POINT_LEN).map_err(|_| truncated())?,
+            "public share",
+        )?;
+        let public_key = point(r.take(G::POINT_LEN).map_err(|_| truncated())?, "public key")?;
         if secret.public() != public_share {
             return Err(invalid("share public share does not match its scalar"));
         }
@@ -160,42 +167,47 @@ pub struct Header<'a> {
 /// # Errors
 /// [`Error::InvalidShare`] naming the first field that is wrong.
 pub fn parse_header(b: &[u8]) -> Result<Header<'_>> {
-    if b.len() < HEADER_LEN {
-        return Err(invalid(format!(
+    let truncated = || {
+        invalid(format!(
             "share is {} bytes, shorter than its {HEADER_LEN}-byte header (truncated)",
             b.len()
-        )));
+        ))
+    };
+    // A share shorter than its fixed header is reported as such, whatever it holds.
+    if b.len() < HEADER_LEN {
+        return Err(truncated());
     }
-    if &b[..2] != MAGIC {
+    let mut r = Reader::new(b);
+    if r.take(MAGIC.len()).map_err(|_| truncated())? != MAGIC {
         return Err(invalid("not a serialized share (bad magic)"));
     }
-    if b[2] != VERSION {
+    let version = r.u8().map_err(|_| truncated())?;
+    if version != VERSION {
         return Err(invalid(format!(
-            "unsupported share format version {} (this build reads version {VERSION})",
-            b[2]
+            "unsupported share format version {version} (this build reads version {VERSION})"
         )));
     }
+    let curve = r.u8().map_err(|_| truncated())?;
     let curve =
-        Curve::from_id(b[3]).ok_or_else(|| invalid(format!("unknown curve id {}", b[3])))?;
-    let kind =
-        Kind::from_id(b[4]).ok_or_else(|| invalid(format!("unknown share kind {}", b[4])))?;
-    let role = Role::from_id(b[5]).ok_or_else(|| invalid(format!("unknown role {}", b[5])))?;
-    let id_len = usize::from(b[6]);
+        Curve::from_id(curve).ok_or_else(|| invalid(format!("unknown curve id {curve}")))?;
+    let kind = r.u8().map_err(|_| truncated())?;
+    let kind = Kind::from_id(kind).ok_or_else(|| invalid(format!("unknown share kind {kind}")))?;
+    let role = r.u8().map_err(|_| truncated())?;
+    let role = Role::from_id(role).ok_or_else(|| invalid(format!("unknown role {role}")))?;
+    let id_len = usize::from(r.u8().map_err(|_| truncated())?);
     if id_len == 0 {
         return Err(invalid("share id is empty"));
     }
-    let rest = &b[HEADER_LEN..];
-    if rest.len() < id_len {
-        return Err(invalid("share is truncated inside its id"));
-    }
-    let (id, body) = rest.split_at(id_len);
+    let id = r
+        .take(id_len)
+        .map_err(|_| invalid("share is truncated inside its id"))?;
     let id = std::str::from_utf8(id).map_err(|_| invalid("share id is not UTF-8"))?;
     Ok(Header {
         curve,
         kind,
         role,
         id,
-        body,
+        body: r.rest(),
     })
 }
 
