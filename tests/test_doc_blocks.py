@@ -77,3 +77,31 @@ def test_the_python_blocks_run(path: Path, hsm_env: dict[str, str], tmp_path: Pa
 def test_the_readme_has_blocks_to_run() -> None:
     run, skipped = blocks(ROOT / "README.md")
     assert len(run) >= 6 and not skipped
+
+
+def test_the_readme_lists_every_public_error_class() -> None:
+    import portal_core.backup.errors
+    import portal_core.enclave
+    import portal_core.exceptions
+    import portal_core.kms
+    import portal_core.store
+    from portal_core.exceptions import PortalError
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    modules = (
+        portal_core.exceptions,
+        portal_core.backup.errors,
+        portal_core.kms,
+        portal_core.enclave,
+        portal_core.store,
+    )
+    public = {
+        name
+        for module in modules
+        for name in module.__all__
+        if isinstance(getattr(module, name), type)
+        and issubclass(getattr(module, name), PortalError)
+    }
+    assert len(public) >= 40
+    missing = sorted(name for name in public if f"`{name}`" not in readme)
+    assert not missing, f"README.md does not list {missing}"
