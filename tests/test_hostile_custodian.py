@@ -106,7 +106,7 @@ def custodian_pin_search(
         out = {}
         for pair in custodian.store.backup_pairs(info.backup_id):
             mine = custodian._backup_share(info.client_id, pair, custodian.mode)
-            theirs = shares.Share.from_sealable(entries[pair.curve][1])
+            theirs = shares.Share.from_secret_bytes(entries[pair.curve][1])
             out[pair.curve] = shares.eject(theirs, mine).private_key
         return out
     return None

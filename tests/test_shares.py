@@ -57,7 +57,7 @@ def reshare(pair: tuple[Share, Share], session: str, kind: str, new_id: str):
 
 def scalar_hex(share: Share) -> str:
     """The scalar's hex, read from the documented format (for leak checks)."""
-    data = share.to_sealable()
+    data = share.to_secret_bytes()
     at = 7 + len(share.share_id.encode())
     return data[at : at + 32].hex()
 
@@ -372,7 +372,7 @@ def test_published_vectors_decode_reencode_and_eject(pair):
     loaded = {}
     for party in (CLIENT, CUSTODIAN):
         data = bytes.fromhex(pair[party]["encoded"])
-        share = Share.from_sealable(
+        share = Share.from_secret_bytes(
             data,
             curve=curve,
             kind=pair["kind"],
@@ -381,7 +381,7 @@ def test_published_vectors_decode_reencode_and_eject(pair):
             public_share=bytes.fromhex(pair[party]["public_share"]),
             public_key=bytes.fromhex(pair["public_key"]),
         )
-        assert share.to_sealable() == data
+        assert share.to_secret_bytes() == data
         loaded[party] = share
     key = shares.eject(loaded[CLIENT], loaded[CUSTODIAN])
     assert key.private_key == pair["eject"]["private_key"]
@@ -421,7 +421,7 @@ def test_reference_eip55_reproduces_the_eip(address):
 def test_published_invalid_encodings_are_refused(case):
     data = bytes.fromhex(case["encoded"])
     with pytest.raises(InvalidShare, match=case["error"]) as info:
-        Share.from_sealable(data)
+        Share.from_secret_bytes(data)
     # The message never carries the (bad) scalar bytes.
     for at in range(0, max(0, len(data) - 31), 1):
         chunk = data[at : at + 32]
@@ -432,30 +432,30 @@ def test_published_invalid_encodings_are_refused(case):
 @pytest.mark.parametrize("curve", CURVES)
 def test_round_trip_and_expectations(curve):
     c, s = keygen(curve, wallet="wallet-ü")
-    data = c.to_sealable()
+    data = c.to_secret_bytes()
     assert data[:3] == b"PS\x01" and data[3] == (1 if curve == SECP256K1 else 2)
     assert len(data) == 7 + len("wallet-ü".encode()) + 32 + 2 * POINT_LEN[curve]
     for kind in (bytes, bytearray, memoryview):
-        back = Share.from_sealable(kind(data))
-        assert back.to_sealable() == data
+        back = Share.from_secret_bytes(kind(data))
+        assert back.to_secret_bytes() == data
         assert (back.public_share, back.public_key) == (c.public_share, c.public_key)
     other = ED25519 if curve == SECP256K1 else SECP256K1
     with pytest.raises(InvalidShare, match=f"curve is {curve}, expected {other}"):
-        Share.from_sealable(data, curve=other)
+        Share.from_secret_bytes(data, curve=other)
     with pytest.raises(InvalidShare, match="role is client, expected custodian"):
-        Share.from_sealable(data, role=CUSTODIAN)
+        Share.from_secret_bytes(data, role=CUSTODIAN)
     with pytest.raises(InvalidShare, match="kind is signing, expected backup"):
-        Share.from_sealable(data, kind=BACKUP)
+        Share.from_secret_bytes(data, kind=BACKUP)
     with pytest.raises(InvalidShare, match="id"):
-        Share.from_sealable(data, share_id="wallet-2")
+        Share.from_secret_bytes(data, share_id="wallet-2")
     with pytest.raises(InvalidShare, match="recorded"):
-        Share.from_sealable(data, public_share=s.public_share)
+        Share.from_secret_bytes(data, public_share=s.public_share)
     with pytest.raises(InvalidShare, match="another wallet"):
-        Share.from_sealable(data, public_key=keygen(curve)[0].public_key)
+        Share.from_secret_bytes(data, public_key=keygen(curve)[0].public_key)
     with pytest.raises(TypeError, match="bytes-like"):
-        Share.from_sealable(data.hex())
+        Share.from_secret_bytes(data.hex())
     with pytest.raises(ValueError, match="curve must be"):
-        Share.from_sealable(data, curve="secp256k1")
+        Share.from_secret_bytes(data, curve="secp256k1")
 
 
 @pytest.mark.parametrize("curve", CURVES)
@@ -463,20 +463,20 @@ def test_every_flipped_bit_is_refused_given_the_recorded_id_and_key(curve):
     """A share alone proves its scalar matches its public share; its id and the wallet's
     public key are labels the caller checks against its records (the flows pass them)."""
     c, s = keygen(curve, wallet="w")
-    data = c.to_sealable()
+    data = c.to_secret_bytes()
     key_at = 7 + 1 + 32 + POINT_LEN[curve]
     for i in range(len(data) * 8):
         flipped = bytearray(data)
         flipped[i // 8] ^= 1 << (i % 8)
         try:
-            Share.from_sealable(bytes(flipped))
+            Share.from_secret_bytes(bytes(flipped))
         except InvalidShare:
             continue
         assert i // 8 == 7 or i // 8 >= key_at, i
         with pytest.raises(InvalidShare):
-            Share.from_sealable(bytes(flipped), share_id="w", public_key=c.public_key)
+            Share.from_secret_bytes(bytes(flipped), share_id="w", public_key=c.public_key)
         with pytest.raises(InvalidShare):
-            shares.eject(Share.from_sealable(bytes(flipped)), s)
+            shares.eject(Share.from_secret_bytes(bytes(flipped)), s)
 
 
 @settings(max_examples=40, deadline=None)
@@ -486,8 +486,8 @@ def test_any_split_from_the_reference_loads_and_ejects(data, curve):
     x = data.draw(st.integers(1, n - 1), label="x")
     x_client = data.draw(st.integers(1, n - 1).filter(lambda v: v != x), label="x_client")
     x_custodian = (x - x_client) % n
-    c = Share.from_sealable(ref.encode_share(curve, BACKUP, CLIENT, "p", x_client, x))
-    s = Share.from_sealable(ref.encode_share(curve, BACKUP, CUSTODIAN, "p", x_custodian, x))
+    c = Share.from_secret_bytes(ref.encode_share(curve, BACKUP, CLIENT, "p", x_client, x))
+    s = Share.from_secret_bytes(ref.encode_share(curve, BACKUP, CUSTODIAN, "p", x_custodian, x))
     key = shares.eject(c, s)
     assert key.private_key == ref.private_key_string(curve, x)
     assert key.address == ref.address(curve, x) == c.address
@@ -528,7 +528,7 @@ def test_secret_holders_cannot_be_pickled_or_copied(curve):
 def test_invalid_share_is_a_portal_error():
     assert issubclass(InvalidShare, PortalError)
     with pytest.raises(PortalError):
-        Share.from_sealable(b"")
+        Share.from_secret_bytes(b"")
 
 
 def test_the_example_in_docs_runs(capsys):

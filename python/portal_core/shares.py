@@ -2,7 +2,7 @@
 
 A wallet's private scalar is ``x = x_client + x_custodian`` (mod the group order),
 its public key ``X = x·G``. Each party holds its share in a :class:`Share`, whose
-scalar stays in Rust: it crosses into Python only as ``Share.to_sealable()`` (to be
+scalar stays in Rust: it crosses into Python only as ``Share.to_secret_bytes()`` (to be
 sealed with :mod:`portal_core.envelope`) or as an :class:`EjectedKey`.
 
 The two parties run sessions that exchange public ``bytes`` messages only, in three

@@ -36,7 +36,7 @@ fn q(py: Python<'_>, s: &str) -> String {
 
 /// One party's share of a wallet key (secp256k1 or ed25519).
 ///
-/// The scalar never leaves Rust except through `to_sealable()`; `repr`
+/// The scalar never leaves Rust except through `to_secret_bytes()`; `repr`
 /// shows only public fields.
 #[pyclass(frozen, module = "portal_core._rust.shares", name = "Share")]
 pub struct PyShare(sh::Share);
@@ -84,15 +84,15 @@ impl PyShare {
     }
 
     /// The serialized share, scalar included: only for sealing.
-    fn to_sealable<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.to_sealable())
+    fn to_secret_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.to_secret_bytes())
     }
 
     /// Decodes and verifies a serialized share; checks each expected field given.
     #[staticmethod]
     #[pyo3(signature = (data, *, curve=None, kind=None, role=None, share_id=None, public_share=None, public_key=None))]
     #[allow(clippy::too_many_arguments)]
-    fn from_sealable(
+    fn from_secret_bytes(
         data: &Bound<'_, PyAny>,
         curve: Option<&str>,
         kind: Option<&str>,
@@ -112,7 +112,7 @@ impl PyShare {
             public_share: public_share.as_ref().map(|b| b.as_slice()),
             public_key: public_key.as_ref().map(|b| b.as_slice()),
         };
-        let share = sh::Share::from_sealable(data.as_slice()).map_err(to_py)?;
+        let share = sh::Share::from_secret_bytes(data.as_slice()).map_err(to_py)?;
         share.check(&want).map_err(to_py)?;
         Ok(PyShare(share))
     }

@@ -1,6 +1,6 @@
 """AEAD classes, call-compatible with ``cryptography.hazmat.primitives.ciphers.aead``."""
 
-from collections.abc import Buffer
+from typing_extensions import Buffer
 
 class _Aead:
     def __init__(self, key: Buffer) -> None:

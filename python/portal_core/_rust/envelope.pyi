@@ -1,7 +1,9 @@
 """The sealed envelope (format and vectors: docs/envelope.md)."""
 
-from collections.abc import Buffer, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypedDict
+
+from typing_extensions import Buffer
 
 KEY_LEN: int
 VERSION: int

@@ -1,6 +1,6 @@
 """Key derivation functions."""
 
-from collections.abc import Buffer
+from typing_extensions import Buffer
 
 def hkdf_sha256(
     ikm: Buffer, *, salt: Buffer | None = None, info: Buffer | None = b"", length: int = 32

@@ -1,6 +1,6 @@
 """Shares of MPC wallet keys (protocols, formats and vectors: docs/shares.md)."""
 
-from collections.abc import Buffer
+from typing_extensions import Buffer
 
 SECP256K1: str
 ED25519: str
@@ -11,7 +11,7 @@ BACKUP: str
 FORMAT_VERSION: int
 
 class Share:
-    """One party's share of a wallet key. Made by a session or ``from_sealable``.
+    """One party's share of a wallet key. Made by a session or ``from_secret_bytes``.
 
     The scalar stays in Rust (wiped when the object is freed); ``repr`` shows
     public fields only. Not picklable.
@@ -34,10 +34,10 @@ class Share:
     address: str
     """The wallet's address: EIP-55 Ethereum (secp256k1) or base58 Solana (ed25519)."""
 
-    def to_sealable(self) -> bytes:
+    def to_secret_bytes(self) -> bytes:
         """The serialized share, scalar included (format version 1): seal it, never log it."""
     @staticmethod
-    def from_sealable(
+    def from_secret_bytes(
         data: Buffer,
         *,
         curve: str | None = None,

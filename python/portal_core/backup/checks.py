@@ -52,7 +52,7 @@ def load_share(
         ShareVerificationFailed: naming the first check that failed (never the scalar).
     """
     try:
-        share = shares.Share.from_sealable(data)
+        share = shares.Share.from_secret_bytes(data)
     except InvalidShare as e:
         raise ShareVerificationFailed(f"{what} is not a valid share: {e}") from None
     if public_share is not None and share.public_share != public_share:

@@ -466,7 +466,7 @@ class WalletClient:
             self._abort(offer.session_id, None, None)
             raise
         p.step(Status.STORING)
-        self.device.save(self.client_id, {c: s.to_sealable() for c, s in new.items()})
+        self.device.save(self.client_id, {c: s.to_secret_bytes() for c, s in new.items()})
         p.done()
         return {c: s.address for c, s in new.items()}
 
@@ -536,7 +536,7 @@ class WalletClient:
             p.step(Status.PARSING)
             doc = document.encode(
                 binding,
-                {c: (offer.share_ids[c], s.to_sealable()) for c, s in backup_shares.items()},
+                {c: (offer.share_ids[c], s.to_secret_bytes()) for c, s in backup_shares.items()},
             )
 
             p.step(Status.ENCRYPTING)
@@ -676,7 +676,7 @@ class WalletClient:
         self._checkpoint("client.recovery.reshared")
 
         p.step(Status.STORING)
-        self.device.save(self.client_id, {c: s.to_sealable() for c, s in new.items()})
+        self.device.save(self.client_id, {c: s.to_secret_bytes() for c, s in new.items()})
         p.done()
         return {c: s.address for c, s in new.items()}
 

@@ -180,7 +180,7 @@ class LocalCustodian:
         self, share: shares.Share, context: dict[str, str], what: str, public_share: bytes
     ) -> bytes:
         """Seals a new share and proves the sealed form opens to it before anything records it."""
-        sealed = self.kms.seal(self.key_name, share.to_sealable(), context=context)
+        sealed = self.kms.seal(self.key_name, share.to_secret_bytes(), context=context)
         load_share(
             self._open(sealed, context, what),
             what=what,
@@ -760,7 +760,7 @@ class LocalCustodian:
                 f"the eject authorisation of wallet {wallet.wallet_id!r} expired "
                 f"{now - window.expires_at:.0f} s ago: ask the custodian to authorise it again"
             )
-        out = {p.curve: self._backup_share(client_id, p, backup.mode).to_sealable() for p in pairs}
+        out = {p.curve: self._backup_share(client_id, p, backup.mode).to_secret_bytes() for p in pairs}
         self.store.mark_ejected(wallet.wallet_id, now)
         log.info("custodian backup shares of wallet %s released for eject", wallet.wallet_id)
         return out

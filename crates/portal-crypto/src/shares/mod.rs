@@ -6,7 +6,7 @@
 //! A wallet's private scalar is `x = x_client + x_custodian (mod order)`; its
 //! public key is `X = x·G` and each party's public share is `X_i = x_i·G`.
 //! A party's secret lives in a [`Share`] or a [`Session`] and leaves only
-//! as [`Share::to_sealable`] (for sealing) or through [`eject`].
+//! as [`Share::to_secret_bytes`] (for sealing) or through [`eject`].
 //!
 //! * [`Session::keygen`]: a new wallet; neither party chooses `X` alone.
 //! * [`Session::reshare`]: new shares of the same `x` under a new id: a backup
@@ -291,7 +291,7 @@ impl Share {
     }
 
     /// The serialized share, scalar included, to be sealed (format version 1).
-    pub fn to_sealable(&self) -> Zeroizing<Vec<u8>> {
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
         on_curve!(Share, self, s => s.encode())
     }
 
@@ -301,7 +301,7 @@ impl Share {
     /// [`Error::InvalidShare`]: malformed, truncated, unknown version or
     /// curve, non-canonical or zero scalar, or a public share other than
     /// `scalar·G`. The message never holds the scalar.
-    pub fn from_sealable(bytes: &[u8]) -> Result<Self> {
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self> {
         let h = share::parse_header(bytes)?;
         Ok(match h.curve {
             Curve::Secp256k1 => Share::Secp256k1(CurveShare::decode(&h)?),

@@ -289,13 +289,13 @@ fn serialization_round_trips_and_verifies() {
     for curve in CURVES {
         let (c, s) = keygen(curve, "wallet-ü");
         for share in [&c, &s] {
-            let bytes = share.to_sealable();
+            let bytes = share.to_secret_bytes();
             assert_eq!(
                 bytes.len(),
                 7 + "wallet-ü".len() + 32 + 2 * curve.point_len()
             );
-            let back = Share::from_sealable(&bytes).unwrap();
-            assert_eq!(*back.to_sealable(), *bytes);
+            let back = Share::from_secret_bytes(&bytes).unwrap();
+            assert_eq!(*back.to_secret_bytes(), *bytes);
             assert_eq!(back.public_share(), share.public_share());
             back.check(&Expected {
                 curve: Some(curve),
@@ -324,7 +324,7 @@ fn scalar_range(id_len: usize) -> core::ops::Range<usize> {
 fn bad_serializations_are_refused() {
     for curve in CURVES {
         let (c, s) = keygen(curve, "w");
-        let good = c.to_sealable().to_vec();
+        let good = c.to_secret_bytes().to_vec();
         let scalar = scalar_range(1);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (good[..good.len() - 1].to_vec(), "truncated"),
@@ -381,14 +381,14 @@ fn bad_serializations_are_refused() {
             (
                 {
                     let mut b = good.clone();
-                    b[scalar.clone()].copy_from_slice(&s.to_sealable()[scalar.clone()]);
+                    b[scalar.clone()].copy_from_slice(&s.to_secret_bytes()[scalar.clone()]);
                     b
                 },
                 "does not match its scalar",
             ),
         ];
         for (bytes, want) in cases {
-            let msg = message_of(Share::from_sealable(&bytes));
+            let msg = message_of(Share::from_secret_bytes(&bytes));
             assert!(msg.contains(want), "{curve:?} {want}: {msg}");
         }
     }
@@ -398,7 +398,7 @@ fn bad_serializations_are_refused() {
 fn debug_never_shows_the_scalar() {
     for curve in CURVES {
         let (c, s) = keygen(curve, "w");
-        let bytes = c.to_sealable();
+        let bytes = c.to_secret_bytes();
         let scalar_hex = hex::encode(&bytes[scalar_range(1)]);
         let key = eject(&c, &s).unwrap();
         for text in [format!("{c:?}"), format!("{key:?}")] {
@@ -441,10 +441,10 @@ fn published_vectors() {
     assert!(pairs.len() >= 6);
     for p in pairs {
         let hx = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
-        let client = Share::from_sealable(&hx(&p["client"]["encoded"])).unwrap();
-        let custodian = Share::from_sealable(&hx(&p["custodian"]["encoded"])).unwrap();
+        let client = Share::from_secret_bytes(&hx(&p["client"]["encoded"])).unwrap();
+        let custodian = Share::from_secret_bytes(&hx(&p["custodian"]["encoded"])).unwrap();
         for (share, party) in [(&client, "client"), (&custodian, "custodian")] {
-            assert_eq!(*share.to_sealable(), hx(&p[party]["encoded"]));
+            assert_eq!(*share.to_secret_bytes(), hx(&p[party]["encoded"]));
             assert_eq!(share.public_share(), hx(&p[party]["public_share"]));
             assert_eq!(share.public_key(), hx(&p["public_key"]));
             assert_eq!(share.curve().name(), p["curve"]);
@@ -461,7 +461,7 @@ fn published_vectors() {
     }
     for v in doc["invalid"].as_array().unwrap() {
         let bytes = hex::decode(v["encoded"].as_str().unwrap()).unwrap();
-        let msg = message_of(Share::from_sealable(&bytes));
+        let msg = message_of(Share::from_secret_bytes(&bytes));
         assert!(
             msg.contains(v["error"].as_str().unwrap()),
             "{}: {msg}",
