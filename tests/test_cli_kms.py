@@ -165,7 +165,7 @@ def test_rewrap_syncs_its_own_files_and_directories_not_the_machine(
 def test_every_positional_argument_has_help():
     import argparse
 
-    from portal_core.kms import cli as kms_cli
+    from portal_core.kms import commands as kms_cli
 
     parser = argparse.ArgumentParser(prog="portal-core")
     kms_cli.add_commands(parser.add_subparsers(dest="command", required=True))

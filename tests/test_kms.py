@@ -406,7 +406,7 @@ def test_the_protocols_import_without_python_pkcs11():
         sys.modules["pkcs11"] = None  # as if python-pkcs11 were not installed
         import portal_core.backup, portal_core.enclave
         from portal_core.kms import KeyAdmin, KeyedSealingKms, KeyInfo, SealingKms
-        from portal_core.kms.cli import add_commands
+        from portal_core.kms.commands import add_commands
         try:
             from portal_core.kms import Pkcs11Kms
         except ImportError as e:

@@ -13,7 +13,7 @@ from typing import Any
 from portal_core import DISTRIBUTION, __version__, aead, cpu_features, envelope, kdf
 from portal_core.exceptions import PortalError
 from portal_core.kms import HSM_EXTRA_HINT
-from portal_core.kms.cli import add_commands, add_hsm_options
+from portal_core.kms.commands import add_commands, add_hsm_options
 
 # OWASP's minimum for Argon2id (m = 19 MiB, t = 2, p = 1).
 DEMO_ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
@@ -176,7 +176,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo(args.json, core=args.core, hsm_dir=args.hsm_dir, profile=args.profile)
     try:
-        from portal_core.kms import cli as kms_cli
+        from portal_core.kms import commands as kms_cli
     except ImportError as e:  # python-pkcs11 is the optional extra "hsm"
         print(f"portal-core {args.command}: {e}; {HSM_EXTRA_HINT}", file=sys.stderr)
         return 2

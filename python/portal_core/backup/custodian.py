@@ -760,7 +760,9 @@ class LocalCustodian:
                 f"the eject authorisation of wallet {wallet.wallet_id!r} expired "
                 f"{now - window.expires_at:.0f} s ago: ask the custodian to authorise it again"
             )
-        out = {p.curve: self._backup_share(client_id, p, backup.mode).to_secret_bytes() for p in pairs}
+        out = {
+            p.curve: self._backup_share(client_id, p, backup.mode).to_secret_bytes() for p in pairs
+        }
         self.store.mark_ejected(wallet.wallet_id, now)
         log.info("custodian backup shares of wallet %s released for eject", wallet.wallet_id)
         return out

@@ -80,10 +80,10 @@ _LAZY = {
     "SUPPORTED_ALGORITHMS": "portal_core.enclave.passkey",
     "CredentialInfo": "portal_core.enclave.passkey",
     "PasskeyEnclave": "portal_core.enclave.passkey",
-    "PasskeyDevice": "portal_core.enclave.client",
-    "PasskeyEnclaveApi": "portal_core.enclave.client",
-    "PasskeyKeyStorage": "portal_core.enclave.client",
-    "passkey_storage": "portal_core.enclave.client",
+    "PasskeyDevice": "portal_core.enclave.passkey_device",
+    "PasskeyEnclaveApi": "portal_core.enclave.passkey_device",
+    "PasskeyKeyStorage": "portal_core.enclave.passkey_device",
+    "passkey_storage": "portal_core.enclave.passkey_device",
 }
 
 
