@@ -30,11 +30,15 @@ bench: build hsm
 hsm:
 	hsm/setup.sh $(HSM_DIR)
 
-lint: venv
+# mypy takes its settings from pyproject.toml ([tool.mypy]); stubtest imports the built core
+# to compare the stubs with it, hence `build`.
+lint: venv build
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest portal_core._rust --allowlist tests/stubtest-allowlist.txt
 
 build: venv
 	$(BIN)/maturin develop --release --quiet

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,8 @@ class FakeVault:
                     del self.slots[slot]
                     raise NoValidBackup("too many wrong PINs: the vault secret is destroyed")
                 raise DecryptFailed(f"wrong PIN: {entry['tries']} tries left")
-            return entry["secret"]
+            secret: bytes = entry["secret"]
+            return secret
 
     def status(self, slot: str, *, owner: str) -> FakeSlot:
         with self.lock:
@@ -214,14 +215,14 @@ class World:
 
 
 @pytest.fixture(name="world")
-def world_fixture(kms: Any, tmp_path: Path):
+def world_fixture(kms: Any, tmp_path: Path) -> Iterator[World]:
     w = World(kms, tmp_path)
     yield w
     w.close()
 
 
 @pytest.fixture(name="self_managed_world")
-def self_managed_world_fixture(kms: Any, tmp_path: Path):
+def self_managed_world_fixture(kms: Any, tmp_path: Path) -> Iterator[World]:
     w = World(kms, tmp_path, self_managed=True)
     yield w
     w.close()

@@ -8,6 +8,7 @@ enclave_fixture``); a fixture's name is the one without ``_fixture``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from portal_core.enclave import (
     SqliteEnclaveStore,
 )
 from portal_core.enclave.prf import split_prf_output
+from portal_core.kms.contract import KeyedSealingKms
 from webauthn_authenticator import SoftAuthenticator
 
 RP_ID = "example.com"
@@ -56,13 +58,15 @@ def enclave_db_fixture(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(name="enclave_store")
-def enclave_store_fixture(enclave_db: Path):
+def enclave_store_fixture(enclave_db: Path) -> Iterator[SqliteEnclaveStore]:
     with SqliteEnclaveStore(enclave_db, timeout=60.0) as store:
         yield store
 
 
 @pytest.fixture(name="enclave")
-def enclave_fixture(kms, key_name: str, enclave_store, clock: Clock) -> PasskeyEnclave:
+def enclave_fixture(
+    kms: KeyedSealingKms, key_name: str, enclave_store: SqliteEnclaveStore, clock: Clock
+) -> PasskeyEnclave:
     return PasskeyEnclave(
         kms,
         enclave_store,
@@ -75,7 +79,9 @@ def enclave_fixture(kms, key_name: str, enclave_store, clock: Clock) -> PasskeyE
 
 
 @pytest.fixture(name="vault")
-def vault_fixture(kms, key_name: str, enclave_store, clock: Clock) -> PinVault:
+def vault_fixture(
+    kms: KeyedSealingKms, key_name: str, enclave_store: SqliteEnclaveStore, clock: Clock
+) -> PinVault:
     return PinVault(
         kms, enclave_store, operator=OPERATOR, key_name=key_name, max_tries=10, clock=clock
     )

@@ -11,6 +11,7 @@ import hashlib
 import json
 import struct
 import sys
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -115,7 +116,7 @@ CASES = [
 ]
 
 
-def vectors() -> dict:
+def vectors() -> dict[str, Any]:
     return {
         "format": "portal-core envelope v1, suite 1 (docs/envelope.md)",
         "vectors": [

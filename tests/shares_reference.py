@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from typing import Any
 
 import base58
 from Crypto.Hash import keccak
@@ -95,7 +96,7 @@ ED_D = -121665 * pow(121666, -1, ED_P) % ED_P
 ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
 
 
-def _secp_decode(b: bytes) -> tuple[int, int] | None:
+def _secp_decode(b: bytes) -> tuple[int, int]:
     x = int.from_bytes(b[1:], "big")
     y = pow((x**3 + 7) % SECP_P, (SECP_P + 1) // 4, SECP_P)
     if (y * y - x**3 - 7) % SECP_P:
@@ -108,7 +109,7 @@ def _secp_encode(pt: tuple[int, int]) -> bytes:
     return bytes([2 + y % 2]) + x.to_bytes(32, "big")
 
 
-def _secp_add(a, b):
+def _secp_add(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
     if a is None:
         return b
     if b is None:
@@ -138,14 +139,16 @@ def _ed_decode(b: bytes) -> tuple[int, int, int, int]:
     return (x, y, 1, x * y % ED_P)
 
 
-def _ed_encode(pt) -> bytes:
+def _ed_encode(pt: tuple[int, int, int, int]) -> bytes:
     x, y, z, _ = pt
     zi = pow(z, -1, ED_P)
     x, y = x * zi % ED_P, y * zi % ED_P
     return (y | ((x & 1) << 255)).to_bytes(32, "little")
 
 
-def _ed_add(a, b):
+def _ed_add(
+    a: tuple[int, int, int, int], b: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
     x1, y1, z1, t1 = a
     x2, y2, z2, t2 = b
     aa = (y1 - x1) * (y2 - x2) % ED_P
@@ -191,7 +194,7 @@ def _rfc8032_test1_scalar() -> int:
     return int.from_bytes(h, "little") % ORDER["ED25519"]
 
 
-def _pair(name: str, curve: str, kind: str, share_id: str, x: int, x_client: int) -> dict:
+def _pair(name: str, curve: str, kind: str, share_id: str, x: int, x_client: int) -> dict[str, Any]:
     n = ORDER[curve]
     x_custodian = (x - x_client) % n
     return {
@@ -214,7 +217,7 @@ def _pair(name: str, curve: str, kind: str, share_id: str, x: int, x_client: int
     }
 
 
-def _pairs() -> list[dict]:
+def _pairs() -> list[dict[str, Any]]:
     out = []
     for curve in ("SECP256K1", "ED25519"):
         x = _fixed_scalar(curve, "wallet")
@@ -256,7 +259,7 @@ def _pairs() -> list[dict]:
     return out
 
 
-def _invalid(pairs: list[dict]) -> list[dict]:
+def _invalid(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Encodings every reader must refuse, with a word its message contains."""
     out = []
     for p in pairs[:4:2]:  # the signing pair of each curve
@@ -294,7 +297,7 @@ def _invalid(pairs: list[dict]) -> list[dict]:
     return out
 
 
-def vectors() -> dict:
+def vectors() -> dict[str, Any]:
     pairs = _pairs()
     return {
         "format": "portal-core share format v1 (docs/shares.md)",

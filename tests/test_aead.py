@@ -27,7 +27,9 @@ from cryptography.hazmat.primitives.ciphers import aead as peer
 from cryptography.hazmat.primitives.ciphers.algorithms import ChaCha20
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typing_extensions import Buffer
 
+from numpy_buffer import as_buffer
 from portal_core import aead, envelope
 from portal_core.exceptions import InvalidTag, PortalError
 from wycheproof import load
@@ -221,12 +223,12 @@ def test_aesgcm_nonce_lengths(nonce_len):
 
 # -- buffer types ----------------------------------------------------------------------------
 
-BUFFER_TYPES: dict[str, Callable[[bytes], object]] = {
+BUFFER_TYPES: dict[str, Callable[[bytes], Buffer]] = {
     "bytearray": bytearray,
     "memoryview": memoryview,
     "memoryview-bytearray": lambda b: memoryview(bytearray(b)),
-    "numpy": lambda b: np.frombuffer(b, dtype=np.uint8).copy(),
-    "numpy-readonly": lambda b: np.frombuffer(b, dtype=np.uint8),
+    "numpy": lambda b: as_buffer(np.frombuffer(b, dtype=np.uint8).copy()),
+    "numpy-readonly": lambda b: as_buffer(np.frombuffer(b, dtype=np.uint8)),
 }
 ARGS = ("key", "nonce", "data", "aad")
 
@@ -275,11 +277,11 @@ def test_non_contiguous_buffers_raise_value_error(spec):
 
 # -- encrypt_into / decrypt_into -------------------------------------------------------------
 
-OUTPUT_TYPES: dict[str, Callable[[int], object]] = {
+OUTPUT_TYPES: dict[str, Callable[[int], Buffer]] = {
     "bytearray": bytearray,
     "memoryview": lambda n: memoryview(bytearray(n)),
     "memoryview-slice": lambda n: memoryview(bytearray(n + 7))[3 : 3 + n],
-    "numpy": lambda n: np.zeros(n, dtype=np.uint8),
+    "numpy": lambda n: as_buffer(np.zeros(n, dtype=np.uint8)),
 }
 
 
@@ -372,7 +374,10 @@ def test_into_nonce_and_aad_read_from_the_output_buffer(spec, key_len, size):
 
 def _tampered(spec: Spec, key: bytes, nonce: bytes, sealed: bytes, aad: bytes):
     """(name, key, nonce, sealed, aad) variants that must all fail authentication."""
-    flip = lambda b, i: b[:i] + bytes([b[i] ^ 0x01]) + b[i + 1 :]  # noqa: E731
+
+    def flip(b: bytes, i: int) -> bytes:
+        return b[:i] + bytes([b[i] ^ 0x01]) + b[i + 1 :]
+
     wrong_key = bytes(len(key)) if any(key) else b"\x01" * len(key)
     return [
         ("ciphertext", key, nonce, flip(sealed, 0), aad),
@@ -434,8 +439,13 @@ def test_data_shorter_than_a_tag_raises_invalid_tag(spec):
 # -- argument errors -------------------------------------------------------------------------
 
 
-def _same_error(ours: Callable[[], object], theirs: Callable[[], object] | None, exc: type):
-    """Both calls raise ``exc``; returns the two exceptions (the second None without a peer)."""
+def _same_error(ours: Callable[..., object], theirs: Callable[..., object] | None, exc: type):
+    """Both calls raise ``exc``; returns the two exceptions (the second None without a peer).
+
+    The calls take no argument; they are typed ``Callable[..., object]`` because mypy cannot
+    infer a lambda that binds a loop variable as a default (``lambda b=bad: ...``) against
+    ``Callable[[], object]``.
+    """
     with pytest.raises(exc) as mine:
         ours()
     if theirs is None:
@@ -680,10 +690,10 @@ def test_aesccm_tag_length_errors_match_cryptography():
     for bad in (-4, 2**70):
         with pytest.raises(ValueError, match="Invalid tag_length"):
             aead.AESCCM(key, tag_length=bad)
-    for bad in ("16", 16.0, b"\x10", [16]):
+    for not_int in ("16", 16.0, b"\x10", [16]):
         _same_error(
-            lambda b=bad: aead.AESCCM(key, tag_length=b),
-            lambda b=bad: peer.AESCCM(key, tag_length=b),
+            lambda b=not_int: aead.AESCCM(key, tag_length=b),
+            lambda b=not_int: peer.AESCCM(key, tag_length=b),
             TypeError,
         )
 

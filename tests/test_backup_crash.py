@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from backup_helpers import OTHER_PASSWORD, PASSWORD, Crash, CrashAt, World
-from portal_core.backup import MemoryDevice
+from portal_core.backup import MemoryDevice, MethodOptions
 from portal_core.exceptions import DecryptFailed
 from portal_core.store import PairStatus
+from present import present
 
 CURVES = {"SECP256K1", "ED25519"}
 COMMIT_STEP = "store.complete_backup.marked"  # the last step inside the completing transaction
@@ -53,11 +54,11 @@ class Scenario:
         phone = self.world.client(custodian, self.client_id, device=self.device, checkpoint=hook)
         if what == "recovery":
             fresh = self.world.client(custodian, self.client_id, checkpoint=hook)
-            config = {"password": PASSWORD, "cipher_text": self._ct("PASSWORD", None)}
-            fresh.recover_wallet("PASSWORD", **config)
+            cipher_text = self._ct("PASSWORD", None)
+            fresh.recover_wallet("PASSWORD", password=PASSWORD, cipher_text=cipher_text)
             return
         method = what
-        config = {"password": OTHER_PASSWORD} if method == "PASSWORD" else {}
+        config: MethodOptions = {"password": OTHER_PASSWORD} if method == "PASSWORD" else {}
         result = phone.backup_wallet(method, **config)
         self.new_cipher_text = result.cipher_text
         if not result.custodian_keeps_cipher_text:
@@ -77,7 +78,7 @@ class Scenario:
         the wallet can be backed up again."""
         self.world.clock.advance(3600)  # past any lock the crash left behind
         custodian = self.world.custodian()
-        wallet = custodian.store.wallet_for_client(self.client_id)
+        wallet = present(custodian.store.wallet_for_client(self.client_id))
         for method in ("PASSWORD", "CUSTOM"):
             completed = [
                 p

@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
 
 import base58
 import pytest
@@ -28,10 +29,13 @@ from portal_core.backup import (
     EJECT_ORDER,
     RECOVERY_ORDER,
     Argon2Params,
+    BackupResult,
     CustodianAdmin,
     CustodianApi,
     DeviceStoreError,
     FileDevice,
+    LocalCustodian,
+    PairInfo,
     PairStatus,
     WalletClient,
 )
@@ -50,9 +54,10 @@ from portal_core.exceptions import (
     WalletNotFound,
     WeakPassword,
 )
+from portal_core.store import PairRecord
 
 
-def statuses(events):
+def statuses(events: list[dict[str, object]]) -> list[object]:
     return [e["status"] for e in events]
 
 
@@ -80,7 +85,7 @@ def test_backup_then_recovery_on_a_new_device(world, method, config):
     assert set(addresses) == {"SECP256K1", "ED25519"}
     assert not phone.is_wallet_backed_up()
 
-    events = []
+    events: list[dict[str, object]] = []
     result = phone.backup_wallet(method, progress=events.append, **config)
     assert statuses(events) == [s.value for s in BACKUP_ORDER]
     assert [e["done"] for e in events] == [False] * 5 + [True]
@@ -260,7 +265,9 @@ def test_a_cipher_text_of_another_wallet_is_refused(world):
     )
 
 
-def _pair(custodian, client_id, curve):
+def _pair(
+    custodian: LocalCustodian, client_id: str, curve: str
+) -> tuple[list[PairRecord], PairInfo]:
     (p,) = [x for x in custodian.list_backup_pairs(client_id) if x.curve == curve]
     return custodian.store.backup_pairs(p.backup_id), p
 
@@ -357,7 +364,7 @@ def test_eject_inside_the_window_returns_the_wallets_keys(world):
     phone.backup_wallet("PASSWORD", password=PASSWORD)
     custodian.authorize_eject(phone.client_id)
     world.clock.advance(299)
-    events = []
+    events: list[dict[str, object]] = []
     keys = world.client(custodian, phone.client_id).eject_private_keys(
         "PASSWORD", progress=events.append, password=PASSWORD
     )
@@ -417,7 +424,7 @@ def test_a_second_backup_or_recovery_while_one_runs_is_refused(world):
             assert resume.wait(30)
 
     slow = world.client(custodian, phone.client_id, device=phone.device, checkpoint=pause)
-    result = {}
+    result: dict[str, BackupResult] = {}
     t = threading.Thread(
         target=lambda: result.setdefault("r", slow.backup_wallet("PASSWORD", password=PASSWORD))
     )
@@ -589,7 +596,7 @@ def test_no_secret_in_reprs_errors_or_logs(world, caplog):
     (key_file,) = world.key_dir.glob("*.key")
     custom_key = key_file.read_bytes()[5:]
     errors = []
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: world.client(custodian, phone.client_id).recover_wallet(
             "PASSWORD", password=OTHER_PASSWORD
         ),
@@ -597,7 +604,8 @@ def test_no_secret_in_reprs_errors_or_logs(world, caplog):
         lambda: phone.backup_wallet("PASSWORD", password="zq#"),
         lambda: phone.backup_wallet("PASSWORD", password="58316094"),
         lambda: phone.eject_private_keys("PASSWORD", password=PASSWORD),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(PortalError) as e:
             call()
         errors.append(f"{e.value!r} {e.value}")
@@ -658,7 +666,7 @@ def test_flow_calls_take_their_options_by_keyword(world):
         with pytest.raises(TypeError, match="positional argument"):
             call("PASSWORD", PASSWORD)
     with pytest.raises(TypeError, match="device"):
-        WalletClient(custodian, phone.client_id)  # no silent in-memory default
+        WalletClient(custodian, phone.client_id)  # type: ignore[call-arg]  # no default device
 
 
 def test_a_file_device_keeps_the_wallet_across_a_restart(world, tmp_path):

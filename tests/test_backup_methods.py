@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from typing import Any
 
 import pytest
 
@@ -233,7 +234,12 @@ def test_forged_kdf_costs_are_refused_before_anything_is_derived(monkeypatch):
     new = PasswordMethod("482193", argon2=FAST, vault=vault).new_key(VAULTED)
     derived: list[int] = []
     real = kdf.argon2id
-    monkeypatch.setattr(kdf, "argon2id", lambda *a, **k: derived.append(1) or real(*a, **k))
+
+    def counting_argon2(*a: Any, **k: Any) -> bytes:
+        derived.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(kdf, "argon2id", counting_argon2)
     cheap = {**new.params, "kdf.t": "1", "kdf.m": "8"}
     floor = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)  # the client's own costs
     with pytest.raises(KdfParametersRefused, match="below this client's floor"):
@@ -418,7 +424,7 @@ def test_progress_orders_are_the_seed_systems():
 
 
 def test_progress_refuses_steps_out_of_order():
-    events = []
+    events: list[dict[str, object]] = []
     p = Progress(events.append, BACKUP_ORDER)
     p.step(Status.READING)
     with pytest.raises(AssertionError, match="out of order"):

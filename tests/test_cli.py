@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ RECOVERY = [
 ]
 
 
-def _check_core(out: dict) -> None:
+def _check_core(out: dict[str, Any]) -> None:
     feats = out["cpu_features"]
     assert feats["arch"] and isinstance(feats["aes"], bool) and feats["backend"]
     env = out["envelope"]

@@ -12,7 +12,7 @@ _BLOCK = re.compile(r"<!-- who-can-learn-what.*?-->\n(.*?)<!-- /who-can-learn-wh
 
 
 def _table(doc: str) -> str:
-    found = _BLOCK.findall((ROOT / "docs" / doc).read_text(encoding="utf-8"))
+    found: list[str] = _BLOCK.findall((ROOT / "docs" / doc).read_text(encoding="utf-8"))
     assert len(found) == 1, f"docs/{doc} must hold the who-can-learn-what table once"
     return found[0]
 

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import threading
+from typing import Any
 
 import cbor2
 import pytest
@@ -713,7 +714,7 @@ def test_good_configuration(kms, enclave_store) -> None:
     assert "example.com" in repr(enclave)
 
 
-def _strip(response: dict) -> dict:
+def _strip(response: dict[str, Any]) -> dict[str, Any]:
     from portal_core.enclave.prf import split_prf_output
 
     return split_prf_output(response)[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -33,7 +33,17 @@ from portal_core.exceptions import DecryptFailed
 from webauthn_authenticator import SoftAuthenticator, b64url, prf_eval
 
 KEY = os.urandom(32)
-IDS = {"user": "alice", "credential_id": b"cred", "slot": "w.b"}
+
+
+class Ids(TypedDict):
+    """What a PRF-wrapped key is bound to (the keyword arguments of wrap_key/unwrap_key)."""
+
+    user: str
+    credential_id: bytes
+    slot: str
+
+
+IDS: Ids = {"user": "alice", "credential_id": b"cred", "slot": "w.b"}
 
 
 class Recording:
@@ -65,9 +75,14 @@ def test_wrap_and_unwrap() -> None:
     assert unwrap_key(prf, wrapped, **IDS) == KEY
     with pytest.raises(DecryptFailed):
         unwrap_key(os.urandom(32), wrapped, **IDS)
-    for field, other in (("user", "bob"), ("credential_id", b"other"), ("slot", "w.c")):
+    others: list[Ids] = [
+        {**IDS, "user": "bob"},
+        {**IDS, "credential_id": b"other"},
+        {**IDS, "slot": "w.c"},
+    ]
+    for ids in others:
         with pytest.raises(DecryptFailed):
-            unwrap_key(prf, wrapped, **{**IDS, field: other})
+            unwrap_key(prf, wrapped, **ids)
     tampered = bytearray(wrapped)
     tampered[-1] ^= 1
     with pytest.raises(DecryptFailed):
@@ -78,7 +93,7 @@ def test_wrap_and_unwrap() -> None:
 
 def test_split_prf_output() -> None:
     output = os.urandom(32)
-    response = {
+    response: dict[str, Any] = {
         "id": "x",
         "clientExtensionResults": {
             "prf": {"enabled": True, "results": {"first": b64url(output)}},

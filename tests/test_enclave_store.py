@@ -29,6 +29,7 @@ from portal_core.enclave import (
 )
 from portal_core.store import Migration, SqliteStore
 from portal_core.store.enclave_migrations import ENCLAVE_MIGRATIONS
+from present import present
 
 NOW = 1_800_000_000.0
 
@@ -107,7 +108,7 @@ def test_shares_a_file_with_the_custodian_store(tmp_path: Path, enclave_first: b
         custodian.add_client("c-1", NOW)
         enclave.ensure_user("c-1", b"h" * 32, NOW)
         assert custodian.get_client("c-1") is not None
-        assert enclave.get_user("c-1").user_handle == b"h" * 32
+        assert present(enclave.get_user("c-1")).user_handle == b"h" * 32
 
 
 @pytest.mark.parametrize(
@@ -168,21 +169,21 @@ def test_upgrade_from_version_1_keeps_the_rows(tmp_path: Path) -> None:
         )
     with SqliteEnclaveStore(path) as store:
         assert store.schema_version == 2
-        assert store.get_user("alice").user_handle == b"a" * 32
+        assert present(store.get_user("alice")).user_handle == b"a" * 32
         assert store.get_credential(b"cred-1") == credential()
-        assert store.get_key("alice", b"cred-1", "w.b").sealed == b"k"
+        assert present(store.get_key("alice", b"cred-1", "w.b")).sealed == b"k"
         # The vault row is kept as it was, unclaimed (owner ''), with empty params...
         assert store.vault_get("w.b") == VaultRecord(
             "w.b", "", b"\x01", 7, 10, 3, NOW, NOW + 1, None, b""
         )
         # ...and open to every caller until it is claimed.
-        assert store.vault_take_try("w.b", "bob", NOW).tries_left == 6
+        assert present(store.vault_take_try("w.b", "bob", NOW)).tries_left == 6
         assert store.vault_claim("w.b", "alice", 3, b"resealed", NOW + 2)
-        claimed = store.vault_get("w.b")
+        claimed = present(store.vault_get("w.b"))
         assert (claimed.owner, claimed.generation, claimed.tries_left) == ("alice", 4, 10)
         assert store.vault_take_try("w.b", "bob", NOW) is None
         # The old challenge has no operation or slot (the enclave refuses it at finish).
-        old_challenge = store.take_challenge(b"c" * 32)
+        old_challenge = present(store.take_challenge(b"c" * 32))
         assert (old_challenge.operation, old_challenge.slot) == (None, None)
         assert old_challenge.ceremony is Ceremony.AUTHENTICATION
     with sqlite3.connect(path) as conn:
@@ -328,7 +329,7 @@ def test_sign_count_compare_and_set(store: SqliteEnclaveStore) -> None:
     store.add_credential(credential(count=4))
     assert store.update_sign_count(b"cred-1", expected=4, new=5, backed_up=True, now=NOW)
     assert not store.update_sign_count(b"cred-1", expected=4, new=6, backed_up=True, now=NOW)
-    updated = store.get_credential(b"cred-1")
+    updated = present(store.get_credential(b"cred-1"))
     assert (updated.sign_count, updated.backed_up, updated.last_used_at) == (5, True, NOW)
 
 
@@ -344,7 +345,7 @@ def test_keys_belong_to_the_credentials_user(store: SqliteEnclaveStore) -> None:
         store.put_key(KeyRecord("bob", b"cred-1", "slot", KeyMode.SERVER, b"x", NOW, NOW))
     # Replacing keeps the creation time.
     store.put_key(KeyRecord("alice", b"cred-1", "slot", KeyMode.PRF, b"new", NOW + 5, NOW + 5))
-    replaced = store.get_key("alice", b"cred-1", "slot")
+    replaced = present(store.get_key("alice", b"cred-1", "slot"))
     assert (replaced.sealed, replaced.mode, replaced.created_at) == (b"new", KeyMode.PRF, NOW)
     # Deleting the credential deletes its keys.
     assert store.delete_credential("alice", b"cred-1")
@@ -360,13 +361,13 @@ def test_vault_take_try(store: SqliteEnclaveStore) -> None:
     assert store.vault_create(vault_record(tries=2))
     assert not store.vault_create(vault_record(tries=9))  # never overwritten
     assert not store.vault_create(vault_record(tries=9, owner="bob"))  # by anyone
-    assert store.vault_take_try("s", "alice", NOW).tries_left == 1
-    assert store.vault_take_try("s", "alice", NOW).tries_left == 0
+    assert present(store.vault_take_try("s", "alice", NOW)).tries_left == 1
+    assert present(store.vault_take_try("s", "alice", NOW)).tries_left == 0
     # No tries left (the last one was never evaluated): the secret goes on the next touch
     # of its owner...
     assert store.vault_take_try("s", "bob", NOW + 1) is None
-    assert not store.vault_get("s").destroyed
-    destroyed = store.vault_take_try("s", "alice", NOW + 1)
+    assert not present(store.vault_get("s")).destroyed
+    destroyed = present(store.vault_take_try("s", "alice", NOW + 1))
     assert destroyed.destroyed and destroyed.destroyed_at == NOW + 1
     assert store.vault_take_try("s", "alice", NOW + 2) == destroyed
     assert store.vault_take_try("s", "bob", NOW + 2) is None  # a tombstone is the owner's too
@@ -376,7 +377,7 @@ def test_vault_tries_of_another_owner_change_nothing(store: SqliteEnclaveStore) 
     # Alice and Mallory take tries of Alice's record at once: only Alice's count, and
     # Mallory's find nothing, in the same transaction that would have spent them.
     store.vault_create(vault_record(tries=10))
-    results: dict[str, list[object]] = {"alice": [], "mallory": []}
+    results: dict[str, list[VaultRecord | None]] = {"alice": [], "mallory": []}
     lock = threading.Lock()
     barrier = threading.Barrier(12, timeout=30)
 
@@ -393,8 +394,8 @@ def test_vault_tries_of_another_owner_change_nothing(store: SqliteEnclaveStore) 
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert results["mallory"] == [None] * 6
-    assert sorted(r.tries_left for r in results["alice"]) == [4, 5, 6, 7, 8, 9]
-    assert store.vault_get("s").tries_left == 4
+    assert sorted(present(r).tries_left for r in results["alice"]) == [4, 5, 6, 7, 8, 9]
+    assert present(store.vault_get("s")).tries_left == 4
 
 
 def test_vault_claim(store: SqliteEnclaveStore) -> None:
@@ -405,7 +406,7 @@ def test_vault_claim(store: SqliteEnclaveStore) -> None:
     assert not store.vault_claim("missing", "bob", 1, b"x", NOW)
     store.vault_take_try("old", "bob", NOW)
     assert store.vault_claim("old", "bob", 1, b"x", NOW + 1)
-    claimed = store.vault_get("old")
+    claimed = present(store.vault_get("old"))
     assert (claimed.owner, claimed.sealed, claimed.generation, claimed.tries_left) == (
         "bob",
         b"x",
@@ -413,7 +414,7 @@ def test_vault_claim(store: SqliteEnclaveStore) -> None:
         3,
     )
     assert not store.vault_claim("old", "carol", 1, b"y", NOW)  # claimed once
-    assert store.vault_get("owned").owner == "alice"
+    assert present(store.vault_get("owned")).owner == "alice"
 
 
 def test_vault_params_are_stored(store: SqliteEnclaveStore) -> None:
@@ -421,7 +422,7 @@ def test_vault_params_are_stored(store: SqliteEnclaveStore) -> None:
     store.vault_create(record)
     assert store.vault_get("s") == record
     assert store.vault_replace("s", "alice", 1, b"new", 5, NOW)
-    assert store.vault_get("s").params == bytes(range(256))  # kept by a replacement
+    assert present(store.vault_get("s")).params == bytes(range(256))  # kept by a replacement
 
 
 def test_vault_updates_compare_the_generation(store: SqliteEnclaveStore) -> None:
@@ -429,11 +430,11 @@ def test_vault_updates_compare_the_generation(store: SqliteEnclaveStore) -> None
     store.vault_take_try("s", "alice", NOW)
     assert not store.vault_reset_tries("s", 2, NOW)
     assert store.vault_reset_tries("s", 1, NOW)
-    assert store.vault_get("s").tries_left == 3
+    assert present(store.vault_get("s")).tries_left == 3
     assert not store.vault_replace("s", "alice", 2, b"new", 5, NOW)
     assert not store.vault_replace("s", "bob", 1, b"new", 5, NOW)  # not Bob's
     assert store.vault_replace("s", "alice", 1, b"new", 5, NOW)
-    record = store.vault_get("s")
+    record = present(store.vault_get("s"))
     assert (record.generation, record.sealed, record.tries_left, record.max_tries) == (
         2,
         b"new",

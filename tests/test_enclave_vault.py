@@ -39,6 +39,7 @@ from portal_core.enclave import (
 )
 from portal_core.exceptions import DecryptFailed, NoValidBackup
 from portal_core.store.enclave_migrations import ENCLAVE_MIGRATIONS
+from present import present
 
 # Small Argon2id costs keep the suite fast; the split and the derivation are the same.
 FAST = {"time_cost": 1, "memory_cost": 64, "parallelism": 1}
@@ -99,7 +100,7 @@ def test_right_pin_after_wrong_ones(vault: PinVault) -> None:
 
 def test_tenth_wrong_try_destroys_the_secret(vault: PinVault, enclave_db: Path) -> None:
     vault.enroll("w1.b1", RIGHT, max_tries=10, owner=OWNER)
-    sealed = vault._store.vault_get("w1.b1").sealed
+    sealed = present(present(vault._store.vault_get("w1.b1")).sealed)
     for wrong in WRONG[:9]:
         with pytest.raises(WrongAccessKey):
             vault.release("w1.b1", wrong, owner=OWNER)
@@ -115,7 +116,7 @@ def test_tenth_wrong_try_destroys_the_secret(vault: PinVault, enclave_db: Path) 
     assert (status.tries_left, status.destroyed) == (0, True)
     # Really deleted: the sealed secret is gone from the row, the database file and its
     # journal, not merely flagged.
-    record = vault._store.vault_get("w1.b1")
+    record = present(vault._store.vault_get("w1.b1"))
     assert record.sealed is None and record.destroyed_at is not None
     for path in (enclave_db, Path(f"{enclave_db}-wal")):
         if path.exists():
@@ -247,7 +248,7 @@ def _same_text(error: Exception, slot: str) -> str:
 
 def test_another_owner_cannot_touch_a_slot(vault: PinVault, clock) -> None:
     secret = vault.enroll("w1.b1", RIGHT, owner=OWNER, params=b"P" * 32)
-    before = vault._store.vault_get("w1.b1")
+    before = present(vault._store.vault_get("w1.b1"))
     clock.advance(60)  # any write from here on would show in updated_at
     # Mallory learned the slot (from a cipher text's header, or a log) and guesses away.
     refusals: list[VaultSlotNotFound] = []
@@ -267,7 +268,7 @@ def test_another_owner_cannot_touch_a_slot(vault: PinVault, clock) -> None:
     refusals.append(info.value)
     # delete() of a missing slot is not an error; of another owner's slot neither: the
     # two look the same, and the record stays.
-    assert vault.delete("w1.b1", owner=MALLORY) is None
+    vault.delete("w1.b1", owner=MALLORY)
     with pytest.raises(VaultSlotExists):
         vault.enroll("w1.b1", WRONG[0], owner=MALLORY)
     # Each refusal reads exactly as for a slot that does not exist.
@@ -283,7 +284,7 @@ def test_another_owner_cannot_touch_a_slot(vault: PinVault, clock) -> None:
     status = vault.status("w1.b1", owner=OWNER)
     assert (status.tries_left, status.destroyed, status.params) == (10, False, b"P" * 32)
     assert vault.release("w1.b1", RIGHT, owner=OWNER) == secret
-    assert vault._store.vault_get("w1.b1").generation == before.generation == 1
+    assert present(vault._store.vault_get("w1.b1")).generation == before.generation == 1
 
 
 def test_another_owner_cannot_destroy_an_exhausted_slot(vault: PinVault) -> None:
@@ -301,7 +302,7 @@ def test_another_owner_cannot_destroy_an_exhausted_slot(vault: PinVault) -> None
     assert vault.status("s", owner=OWNER).tries_left == 0
     with pytest.raises(VaultSlotNotFound):
         vault.release("s", WRONG[0], owner=MALLORY)
-    record = vault._store.vault_get("s")
+    record = present(vault._store.vault_get("s"))
     assert not record.destroyed and record.tries_left == 0
     with pytest.raises(SecretDestroyed):
         vault.release("s", RIGHT, owner=OWNER)
@@ -322,7 +323,7 @@ def test_rewritten_owner_column_does_not_hand_over_the_slot(
     for key in (RIGHT, WRONG[0]):
         with pytest.raises(SealedRecordInvalid):
             vault.release("w1.b1", key, owner=MALLORY)
-    record = vault._store.vault_get("w1.b1")
+    record = present(vault._store.vault_get("w1.b1"))
     assert record.owner == rewrite_to and record.generation == 1  # not claimed, not re-sealed
     assert record.tries_left == 8  # the two tries were spent, nothing more
     # Put back, the record is Alice's again, and opens for her alone.
@@ -362,7 +363,7 @@ def test_legacy_record_is_claimed_by_the_first_right_access_key(
     with SqliteEnclaveStore(db) as store:  # the upgrade to version 2
         assert store.schema_version == 2
         vault = PinVault(kms, store, operator=OPERATOR, key_name=key_name, clock=clock)
-        assert store.vault_get("w1.b1").owner == ""
+        assert present(store.vault_get("w1.b1")).owner == ""
         # Unclaimed: anyone may look and spend a try, as before owners existed.
         assert vault.status("w1.b1", owner=MALLORY).params == b""
         with pytest.raises(WrongAccessKey) as info:
@@ -371,7 +372,7 @@ def test_legacy_record_is_claimed_by_the_first_right_access_key(
         # Alice's right access key returns the secret and makes the slot hers: re-sealed
         # with her bound, at the next generation, tries restored.
         assert vault.release("w1.b1", RIGHT, owner=OWNER) == secret
-        record = store.vault_get("w1.b1")
+        record = present(store.vault_get("w1.b1"))
         assert (record.owner, record.generation, record.tries_left) == (OWNER, 2, 10)
         assert kms.inspect(record.sealed).context == {
             "purpose": "portal-core enclave pin vault",
@@ -390,7 +391,7 @@ def test_legacy_record_is_claimed_by_the_first_right_access_key(
         vault.delete("w1.b1", owner=MALLORY)
         assert store.vault_get("w1.b1") == record
         assert vault.release("w1.b1", RIGHT, owner=OWNER) == secret
-        assert store.vault_get("w1.b1").generation == 2  # a plain release re-seals nothing
+        assert present(store.vault_get("w1.b1")).generation == 2  # a plain release re-seals nothing
 
 
 def test_legacy_record_wrong_key_claims_nothing(kms, key_name: str, tmp_path: Path) -> None:
@@ -401,13 +402,13 @@ def test_legacy_record_wrong_key_claims_nothing(kms, key_name: str, tmp_path: Pa
         for n, wrong in enumerate(WRONG[:3], start=1):
             with pytest.raises(WrongAccessKey):
                 vault.release("s", wrong, owner=MALLORY if n % 2 else OWNER)
-        record = store.vault_get("s")
+        record = present(store.vault_get("s"))
         assert (record.owner, record.generation, record.tries_left) == ("", 1, 7)
         # replace() claims first (the old key checked as release does), then replaces.
         new_key = access("111111")
         new_secret = vault.replace("s", RIGHT, new_key, owner=OWNER)
         assert new_secret != secret
-        record = store.vault_get("s")
+        record = present(store.vault_get("s"))
         assert (record.owner, record.generation, record.tries_left) == (OWNER, 3, 10)
         assert vault.release("s", new_key, owner=OWNER) == new_secret
         with pytest.raises(VaultSlotNotFound):
@@ -454,7 +455,7 @@ def test_concurrent_claims_one_wins(kms, key_name: str, tmp_path: Path) -> None:
         with pytest.raises(VaultSlotNotFound):
             racing.release("s", RIGHT, owner=OWNER)
         assert released == [secret]
-        record = store.vault_get("s")
+        record = present(store.vault_get("s"))
         assert (record.owner, record.generation) == (MALLORY, 2)
 
 

@@ -41,7 +41,7 @@ def test_reseal_refuses_a_wrong_key_tampering_and_bad_arguments():
     with pytest.raises(ValueError):
         envelope.reseal(OLD, sealed, NEW, key_id="k" * 256)
     with pytest.raises(TypeError):
-        envelope.reseal(OLD, "not bytes", NEW)
+        envelope.reseal(OLD, "not bytes", NEW)  # type: ignore[arg-type]
 
 
 def test_reseal_many_is_all_or_nothing_and_names_the_item():

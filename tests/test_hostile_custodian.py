@@ -45,6 +45,7 @@ from portal_core.exceptions import (
     PortalError,
     VaultNotIndependent,
 )
+from present import present
 
 PIN = "4821"
 ALL_PINS = [f"{n:04d}" for n in range(10_000)]
@@ -237,9 +238,9 @@ def vault_operator_pin_search(
     """The vault's operator alone, offline: opens its own record of ``slot`` with its HSM and
     tests every PIN against the verifier of the access half, under each salt it can think
     of (it never sees the cipher text). Returns the PIN, or None."""
-    record = vault._store.vault_get(slot)
+    record = present(vault._store.vault_get(slot))
     context = PinVault._context(slot, record.generation, record.owner)
-    verifier = vault._kms.open(record.sealed, context=context)[1 + 32 :]
+    verifier = vault._kms.open(present(record.sealed), context=context)[1 + 32 :]
     for salt in salts:
         for pin in pins:
             parts = stretch_pin(pin, salt, **_costs(costs))
@@ -282,7 +283,7 @@ def _forge(cipher_text: bytes, **changes: str) -> bytes:
     ],
 )
 def test_a_forged_kdf_header_spends_no_try_and_sends_nothing(
-    world, other_vault, monkeypatch, changes, why
+    world, other_vault: PinVault, monkeypatch, changes, why
 ):
     custodian, phone = world.new_wallet()
     result = phone.backup_wallet("PASSWORD", password=PIN, vault=other_vault)
@@ -294,14 +295,20 @@ def test_a_forged_kdf_header_spends_no_try_and_sends_nothing(
         )
     sent: list[bytes] = []
     real_release = other_vault.release
-    monkeypatch.setattr(
-        other_vault,
-        "release",
-        lambda slot, key, **kw: sent.append(bytes(key)) or real_release(slot, key, **kw),
-    )
+
+    def recording_release(slot: str, key: bytes, **kw: Any) -> bytes:
+        sent.append(bytes(key))
+        return real_release(slot, key, **kw)
+
+    monkeypatch.setattr(other_vault, "release", recording_release)
     derived: list[int] = []
     real_argon2 = kdf.argon2id
-    monkeypatch.setattr(kdf, "argon2id", lambda *a, **k: derived.append(1) or real_argon2(*a, **k))
+
+    def counting_argon2(*a: Any, **k: Any) -> bytes:
+        derived.append(1)
+        return real_argon2(*a, **k)
+
+    monkeypatch.setattr(kdf, "argon2id", counting_argon2)
     new_phone = world.client(custodian, phone.client_id, vault=other_vault)
     with pytest.raises(KdfParametersRefused, match=why):
         new_phone.recover_wallet("PASSWORD", password=PIN)
@@ -381,7 +388,7 @@ def test_a_backup_pair_of_another_wallet_is_never_counted(world):
     custodian, alice = world.new_wallet()
     _, bob = world.new_wallet(custodian)
     bob.backup_wallet("CUSTOM")
-    bobs_pairs = custodian.list_backup_pairs(bob.client_id)
+    bobs_pairs: list[PairInfo] = custodian.list_backup_pairs(bob.client_id)
 
     def with_bobs(pairs: list[PairInfo]) -> list[PairInfo]:
         return pairs + bobs_pairs

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typing_extensions import Buffer
 
+from numpy_buffer import as_buffer
 from portal_core import kdf
 
 HKDF_MAX = 255 * 32  # RFC 5869 §2.3: L <= 255 * HashLen
@@ -35,11 +38,11 @@ def peer_argon2id(password, salt, *, time_cost, memory_cost, parallelism, length
     )
 
 
-BUFFERS: dict[str, Callable[[bytes], object]] = {
+BUFFERS: dict[str, Callable[[bytes], Buffer]] = {
     "bytes": bytes,
     "bytearray": bytearray,
     "memoryview": memoryview,
-    "numpy": lambda b: np.frombuffer(b, dtype=np.uint8).copy(),
+    "numpy": lambda b: as_buffer(np.frombuffer(b, dtype=np.uint8).copy()),
 }
 
 
@@ -95,10 +98,12 @@ def test_hkdf_errors():
             kdf.hkdf_sha256(b"ikm", length=length)
     with pytest.raises(ValueError):  # cryptography refuses the same length
         HKDF(algorithm=SHA256(), length=HKDF_MAX + 1, salt=None, info=b"")
-    for length in ("32", 32.0, b"32"):
+    not_ints: tuple[Any, ...] = ("32", 32.0, b"32")
+    for not_int in not_ints:
         with pytest.raises(TypeError):
-            kdf.hkdf_sha256(b"ikm", length=length)
-    for bad in ("text", 5, 1.5, object()):
+            kdf.hkdf_sha256(b"ikm", length=not_int)
+    not_buffers: tuple[Any, ...] = ("text", 5, 1.5, object())
+    for bad in not_buffers:
         with pytest.raises(TypeError):
             kdf.hkdf_sha256(bad)
         with pytest.raises(TypeError):
@@ -106,9 +111,9 @@ def test_hkdf_errors():
         with pytest.raises(TypeError):
             kdf.hkdf_sha256(b"ikm", info=bad)
     with pytest.raises(TypeError):
-        kdf.hkdf_sha256(None)
+        kdf.hkdf_sha256(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="contiguous"):
-        kdf.hkdf_sha256(np.zeros(64, dtype=np.uint8)[::2])
+        kdf.hkdf_sha256(as_buffer(np.zeros(64, dtype=np.uint8)[::2]))
 
 
 # -- PBKDF2-HMAC-SHA256 ----------------------------------------------------------------------
@@ -145,7 +150,7 @@ def test_pbkdf2_rfc7914_vectors():
     )
 
 
-def _both_raise(exc: type[BaseException], *args: object) -> None:
+def _both_raise(exc: type[BaseException], *args: Any) -> None:
     """Ours and hashlib both raise ``exc`` for ``(password, salt, iterations[, length])``."""
     with pytest.raises(exc):
         kdf.pbkdf2_hmac_sha256(*args)
@@ -157,7 +162,8 @@ def test_pbkdf2_errors():
     for iterations in (0, -1, -1000):
         _both_raise(ValueError, b"pw", b"salt", iterations)
     _both_raise(ValueError, b"pw", b"salt", 1, 0)
-    for iterations in ("1000", 1.5, None, b"1"):
+    not_ints: tuple[Any, ...] = ("1000", 1.5, None, b"1")
+    for iterations in not_ints:
         _both_raise(TypeError, b"pw", b"salt", iterations)
     _both_raise(TypeError, "password", b"salt", 1)
     _both_raise(TypeError, b"pw", "salt", 1)
@@ -165,7 +171,7 @@ def test_pbkdf2_errors():
     with pytest.raises(ValueError, match="iterations"):
         kdf.pbkdf2_hmac_sha256(b"pw", b"salt", 0)
     with pytest.raises(TypeError, match="password"):
-        kdf.pbkdf2_hmac_sha256("password", b"salt", 1)
+        kdf.pbkdf2_hmac_sha256("password", b"salt", 1)  # type: ignore[arg-type]
 
 
 # -- Argon2id --------------------------------------------------------------------------------
@@ -256,20 +262,21 @@ def test_argon2id_invalid_parameters(changes, salt, word):
 
 def test_argon2id_wrong_types():
     with pytest.raises(TypeError, match="password"):
-        kdf.argon2id("password", b"saltsalt", **ARGON2_OK)
+        kdf.argon2id("password", b"saltsalt", **ARGON2_OK)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        kdf.argon2id(b"pw", "saltsalt", **ARGON2_OK)
+        kdf.argon2id(b"pw", "saltsalt", **ARGON2_OK)  # type: ignore[arg-type]
+    not_ints: tuple[Any, ...] = ("1", 1.5, b"1")
     for name in ("time_cost", "memory_cost", "parallelism", "length"):
-        for bad in ("1", 1.5, b"1"):
+        for bad in not_ints:
             with pytest.raises(TypeError):
                 kdf.argon2id(b"pw", b"saltsalt", **{**ARGON2_OK, name: bad})
     with pytest.raises(TypeError):  # the costs are keyword-only
-        kdf.argon2id(b"pw", b"saltsalt", 1, 64, 1)
+        kdf.argon2id(b"pw", b"saltsalt", 1, 64, 1)  # type: ignore[call-arg]
 
 
 # -- the GIL ---------------------------------------------------------------------------------
 
-SLOW_CALLS = {
+SLOW_CALLS: dict[str, tuple[Callable[[], bytes], Callable[[], bytes]]] = {
     "argon2id": (
         lambda: kdf.argon2id(b"pw", b"gil-salt", time_cost=2, memory_cost=32 * 1024, parallelism=1),
         lambda: peer_argon2id(
@@ -338,4 +345,4 @@ def test_out_of_range_integers_are_value_errors_not_type_errors(huge):
     with pytest.raises(ValueError, match="time_cost"):
         kdf.argon2id(b"pw", b"saltsalt", time_cost=huge, memory_cost=64, parallelism=1)
     with pytest.raises(TypeError, match="iterations"):
-        kdf.pbkdf2_hmac_sha256(b"pw", b"salt", 1.5)
+        kdf.pbkdf2_hmac_sha256(b"pw", b"salt", 1.5)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pkcs11
 import pytest
@@ -179,12 +180,13 @@ def test_key_names_and_missing_keys(kms, key_name):
     with pytest.raises(KeyAlreadyExists):
         kms.create_key(key_name)
     missing = f"{key_name}-missing"
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: kms.seal(missing, b"x", context=CTX),
         lambda: kms.rotate(missing),
         lambda: kms.versions(missing),
         lambda: kms.set_min_decryption_version(missing, 1),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(KeyNotFound):
             call()
     for bad in ("", "has space", "a:b", "x" * 65, "-lead", "é"):

@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from portal_core.kms import (
     Pkcs11Kms,
     get_profile,
 )
+from portal_core.kms.pkcs11 import Pkcs11Options
 from portal_core.kms.pool import _pools
 
 CTX = {"wallet": "wallet-1", "party": "custodian"}
@@ -128,7 +130,13 @@ def test_configuration_errors_are_typed_and_clear(hsm_env):
         Pkcs11Kms(module, label, pin, profile="thales")
     with pytest.raises(HsmConfigError, match="PORTAL_KMS_POOL_SIZE"):
         Pkcs11Kms.from_env({**hsm_env, "PORTAL_KMS_POOL_SIZE": "many"})
-    for bad in ({"pool_size": 0}, {"key_max_uses": 0}, {"cache_size": -1}, {"cache_ttl": -1}):
+    bad_options: list[Pkcs11Options] = [
+        {"pool_size": 0},
+        {"key_max_uses": 0},
+        {"cache_size": -1},
+        {"cache_ttl": -1},
+    ]
+    for bad in bad_options:
         with pytest.raises(ValueError):
             Pkcs11Kms(module, label, pin, **bad)
     with pytest.raises(TypeError):
@@ -150,7 +158,7 @@ def test_hints_name_portal_core_hsm_init_which_every_install_has(hsm_env, monkey
     with pytest.raises(HsmConfigError, match=r"libsofthsm2\.so not found") as no_library:
         softhsm.init_token_dir("/nonexistent/never-created")
     messages.append(str(no_library.value))
-    monkeypatch.setattr(softhsm.shutil, "which", lambda _exe: None)
+    monkeypatch.setattr(shutil, "which", lambda _exe: None)  # the module softhsm calls
     with pytest.raises(HsmConfigError, match="softhsm2-util not found") as no_util:
         softhsm._token_exists(Path("/nonexistent/softhsm2.conf"))
     messages.append(str(no_util.value))

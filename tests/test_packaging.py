@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
         check=True,
         timeout=60,
     )
-    (whl,) = out.glob("portal_core-*.whl")
+    (whl,) = out.glob("portal_core_mpc-*.whl")  # named after the distribution, portal-core-mpc
     return whl
 
 
@@ -43,8 +43,9 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     bin_dir = env_dir / "bin"
+    # With its dependencies, as a user installs it (pip's cache, or the package index).
     subprocess.run(
-        [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+        [bin_dir / "python", "-m", "pip", "install", "-q", str(wheel)],
         check=True,
         timeout=60,
     )

@@ -11,6 +11,7 @@ import copy
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import base58
 import pytest
@@ -35,6 +36,7 @@ from portal_core.shares import (
     Share,
     run_local,
 )
+from present import present
 
 VECTORS = Path(__file__).parent / "vectors" / "shares_v1.json"
 CURVES = [SECP256K1, ED25519]
@@ -155,7 +157,7 @@ def test_rogue_key_attempt_is_refused(curve):
     s2 = rogue.reveal(c1)
     x_client = public_share_of(c2, curve, seed=False)
     t = ref.public_point(curve, 0xC0FFEE)
-    rogue_share = ref.point_sub(curve, t, x_client)
+    rogue_share = present(ref.point_sub(curve, t, x_client))
     assert ref.point_add(curve, x_client, rogue_share) == t
     with pytest.raises(InvalidShare, match="does not open its commitment"):
         client.finish(with_public_share(s2, curve, rogue_share, seed=False))
@@ -219,12 +221,12 @@ def test_steps_run_once_in_order_and_bad_arguments():
     with pytest.raises(ValueError, match="255 bytes"):
         KeyGen(ED25519, CLIENT, "kg", wallet_id="é" * 128)
     with pytest.raises(TypeError):
-        KeyGen(ED25519, CLIENT, "kg", "w")  # wallet_id is keyword-only
+        KeyGen(ED25519, CLIENT, "kg", "w")  # type: ignore[call-arg]  # wallet_id keyword-only
     c, _ = keygen(ED25519)
     with pytest.raises(ValueError, match="kind must be"):
         Reshare(c, "s", new_kind="cold", new_share_id="p")
     with pytest.raises(TypeError):
-        Reshare(b"not a share", "s", new_kind=BACKUP, new_share_id="p")
+        Reshare(b"not a share", "s", new_kind=BACKUP, new_share_id="p")  # type: ignore[arg-type]
 
 
 def test_messages_accept_any_buffer():
@@ -235,7 +237,7 @@ def test_messages_accept_any_buffer():
     a, b = client.finish(memoryview(s2)), custodian.finish(bytearray(c2))
     assert a.public_key == b.public_key
     with pytest.raises(TypeError, match="bytes-like"):
-        KeyGen(SECP256K1, CLIENT, "kg", wallet_id="w").reveal("text")
+        KeyGen(SECP256K1, CLIENT, "kg", wallet_id="w").reveal("text")  # type: ignore[arg-type]
 
 
 # --- backup (reshare) ---------------------------------------------------------------
@@ -289,7 +291,7 @@ def test_reshare_refuses_a_seed_changed_after_committing(curve):
 def test_public_shares_must_add_up_before_storing(curve):
     c, s = reshare(keygen(curve), "bk", BACKUP, "p")
     shares.check_public_shares(curve, c.public_key, c.public_share, s.public_share)
-    tampered = ref.point_add(curve, s.public_share, ref.public_point(curve, 1))
+    tampered = present(ref.point_add(curve, s.public_share, ref.public_point(curve, 1)))
     with pytest.raises(InvalidShare, match="do not add up"):
         shares.check_public_shares(curve, c.public_key, c.public_share, tampered)
     with pytest.raises(InvalidShare, match="not a valid"):
@@ -347,7 +349,7 @@ def test_eject_refuses_mismatched_shares():
     with pytest.raises(InvalidShare, match="does not combine"):
         shares.eject(k[0], backup[1])
     with pytest.raises(TypeError):
-        shares.eject(k[0], b"share")
+        shares.eject(k[0], b"share")  # type: ignore[arg-type]
 
 
 def test_address_refuses_bad_points():
@@ -453,7 +455,7 @@ def test_round_trip_and_expectations(curve):
     with pytest.raises(InvalidShare, match="another wallet"):
         Share.from_secret_bytes(data, public_key=keygen(curve)[0].public_key)
     with pytest.raises(TypeError, match="bytes-like"):
-        Share.from_secret_bytes(data.hex())
+        Share.from_secret_bytes(data.hex())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="curve must be"):
         Share.from_secret_bytes(data, curve="secp256k1")
 
@@ -534,7 +536,7 @@ def test_invalid_share_is_a_portal_error():
 def test_the_example_in_docs_runs(capsys):
     doc = (Path(__file__).parent.parent / "docs" / "shares.md").read_text("utf-8")
     code = doc.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace: dict = {}
+    namespace: dict[str, Any] = {}
     exec(compile(code, "docs/shares.md", "exec"), namespace)
     assert namespace["ejected"].public_key == namespace["wallet_key"]
     assert "redacted" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from portal_core.store import (
     WalletRecord,
 )
 from portal_core.store.rows import record_from_row
+from present import present
 
 SEALED = b"sealed-blob-" + bytes(range(20))
 
@@ -40,7 +42,7 @@ class Crash(BaseException):
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     with SqliteStore(tmp_path / "custodian.db") as s:
         yield s
 
@@ -118,7 +120,9 @@ def statuses(store: SqliteStore, backup_id: str) -> set[str]:
 # -- schema and migrations ---------------------------------------------------------------
 
 
-def test_new_store_is_at_the_latest_schema_in_wal_mode_with_foreign_keys(store, tmp_path):
+def test_new_store_is_at_the_latest_schema_in_wal_mode_with_foreign_keys(
+    store: SqliteStore, tmp_path: Path
+) -> None:
     assert isinstance(store, CustodianStore)
     assert store.schema_version == LATEST_VERSION == MIGRATIONS[-1].version
     conn = sqlite3.connect(tmp_path / "custodian.db")
@@ -266,7 +270,8 @@ def row(sql: str) -> sqlite3.Row:
     conn = sqlite3.connect(":memory:")
     conn.row_factory = sqlite3.Row
     try:
-        return conn.execute(sql).fetchone()
+        found: sqlite3.Row = conn.execute(sql).fetchone()
+        return found
     finally:
         conn.close()
 
@@ -348,7 +353,7 @@ def test_replace_signing_shares_is_one_transaction(tmp_path):
         with pytest.raises(Crash):
             s.replace_signing_shares("w-1", new, lock=("client-1", "rec"))
         assert {r.generation for r in s.signing_shares("w-1").values()} == {1}
-        assert s.get_lock("client-1").owner == "rec"  # nothing of the transaction stayed
+        assert present(s.get_lock("client-1")).owner == "rec"  # nothing of the transaction stayed
         calls.clear()
         s._checkpoint = lambda name: None
         s.replace_signing_shares("w-1", new, lock=("client-1", "rec"))
@@ -428,7 +433,7 @@ def test_a_crash_inside_completion_keeps_the_old_backup(tmp_path):
     with SqliteStore(path, checkpoint=crash_after_delete) as s, pytest.raises(Crash):
         s.complete_backup("new", 4.0)
     with SqliteStore(path) as s:
-        assert s.completed_backup("w-1", "PASSWORD").backup_id == "old"
+        assert present(s.completed_backup("w-1", "PASSWORD")).backup_id == "old"
         assert statuses(s, "old") == {PairStatus.COMPLETED}
         assert statuses(s, "new") == {PairStatus.STORED_CLIENT_BACKUP_SHARE}
         assert s.cipher_text("old") == b"cipher-old"
@@ -556,7 +561,7 @@ def test_only_one_of_many_threads_gets_the_lock(tmp_path):
             t.join(60)
             assert not t.is_alive(), "a thread is stuck"
         assert len(won) == 1 and len(refused) == 7
-        assert s.get_lock("client-1").owner == f"owner-{won[0]}"
+        assert present(s.get_lock("client-1")).owner == f"owner-{won[0]}"
 
 
 def test_threads_write_concurrently_without_losing_records(tmp_path):

@@ -7,6 +7,7 @@ Loading, the outcome rules and the per-file counts (printed at the end of the ru
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,7 @@ def _check_aead(cls: type, case: Case) -> str:
         if tag_bits not in CCM_TAG_BITS:
             expect_error(ValueError, cls, bytes(16), tag)
             return _refused(case, f"{tag_bits}-bit tag")
-        make = lambda k: cls(k, tag_length=tag)  # noqa: E731
+        make: Callable[[bytes], Any] = lambda k: cls(k, tag_length=tag)  # noqa: E731
     elif tag_bits != TAG_BITS:
         raise Unsupported(f"{tag_bits}-bit tag")
     else:

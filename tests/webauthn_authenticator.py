@@ -69,13 +69,13 @@ class SoftCredential:
     rp_id: str
     user_handle: bytes
     alg: int
-    private_key: Any
+    private_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
     cred_random: bytes
     sign_count: int = 0
 
     def cose_key(self) -> bytes:
         """The credential public key as a COSE_Key (RFC 9053; WebAuthn L3 §6.5.1.1)."""
-        if self.alg in (ES256, ES384):
+        if isinstance(self.private_key, ec.EllipticCurvePrivateKey):  # ES256, ES384
             numbers = self.private_key.public_key().public_numbers()
             size = 32 if self.alg == ES256 else 48
             key = {
@@ -91,11 +91,10 @@ class SoftCredential:
         return cbor2.dumps(key, canonical=True)
 
     def sign(self, data: bytes) -> bytes:
-        if self.alg == ES256:
-            return self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
-        if self.alg == ES384:
-            return self.private_key.sign(data, ec.ECDSA(hashes.SHA384()))
-        return self.private_key.sign(data)
+        if isinstance(self.private_key, ed25519.Ed25519PrivateKey):  # EDDSA
+            return self.private_key.sign(data)
+        hash_ = hashes.SHA256() if self.alg == ES256 else hashes.SHA384()
+        return self.private_key.sign(data, ec.ECDSA(hash_))
 
 
 class SoftAuthenticator:
@@ -180,7 +179,9 @@ class SoftAuthenticator:
         if alg not in offered:
             raise Refused(f"NotSupportedError: alg {alg} not offered")
         if alg == ES256:
-            private_key: Any = ec.generate_private_key(ec.SECP256R1())
+            private_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey = (
+                ec.generate_private_key(ec.SECP256R1())
+            )
         elif alg == ES384:
             private_key = ec.generate_private_key(ec.SECP384R1())
         else:

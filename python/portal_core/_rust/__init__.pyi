@@ -7,6 +7,8 @@ from . import envelope as envelope
 from . import kdf as kdf
 from . import shares as shares
 
+__all__ = ["aead", "cpu_features", "envelope", "kdf", "shares"]
+
 class CpuFeatures(TypedDict, total=False):
     arch: str
     aes: bool

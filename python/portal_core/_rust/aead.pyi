@@ -1,9 +1,25 @@
 """AEAD classes, call-compatible with ``cryptography.hazmat.primitives.ciphers.aead``."""
 
+from collections.abc import Sequence
+from typing import Self, final
+
 from typing_extensions import Buffer
 
+__all__ = [
+    "AESCCM",
+    "AESGCM",
+    "AESGCMSIV",
+    "AESOCB3",
+    "AESSIV",
+    "ChaCha20Poly1305",
+    "XChaCha20Poly1305",
+]
+
+# Each class is a Rust type, @final: it cannot be subclassed (which also makes it a disjoint
+# base). Its constructor is __new__ (PyO3's #[new]), not __init__.
+
 class _Aead:
-    def __init__(self, key: Buffer) -> None:
+    def __new__(cls, key: Buffer) -> Self:
         """Expands ``key``.
 
         Raises:
@@ -59,12 +75,15 @@ class _AesAead(_Aead):
             TypeError: ``bit_length`` is not an integer.
         """
 
+@final
 class AESGCM(_AesAead):
     """AES-GCM (SP 800-38D), 128/192/256-bit keys, nonces of 8 to 128 bytes."""
 
+@final
 class AESGCMSIV(_AesAead):
     """AES-GCM-SIV (RFC 8452), 128/192/256-bit keys, 12-byte nonces."""
 
+@final
 class ChaCha20Poly1305(_Aead):
     """ChaCha20-Poly1305 (RFC 8439), 32-byte key, 12-byte nonce."""
 
@@ -72,6 +91,7 @@ class ChaCha20Poly1305(_Aead):
     def generate_key() -> bytes:
         """A random 32-byte key."""
 
+@final
 class XChaCha20Poly1305(_Aead):
     """XChaCha20-Poly1305, 32-byte key, 24-byte nonce (safe to draw at random)."""
 
@@ -79,6 +99,7 @@ class XChaCha20Poly1305(_Aead):
     def generate_key() -> bytes:
         """A random 32-byte key."""
 
+@final
 class AESCCM(_AesAead):
     """AES-CCM (RFC 3610), 128/192/256-bit keys, nonces of 7 to 13 bytes.
 
@@ -86,7 +107,7 @@ class AESCCM(_AesAead):
     raises ``ValueError``, decrypting one raises ``InvalidTag`` (as ``cryptography`` does).
     """
 
-    def __init__(self, key: Buffer, tag_length: int | None = 16) -> None:
+    def __new__(cls, key: Buffer, tag_length: int | None = None) -> Self:
         """Expands ``key``; tags are ``tag_length`` bytes (4 to 16, even; ``None`` means 16).
 
         Raises:
@@ -94,17 +115,23 @@ class AESCCM(_AesAead):
             TypeError: ``key`` is not a bytes-like object or ``tag_length`` not an integer.
         """
 
+@final
 class AESOCB3(_AesAead):
     """AES-OCB3 (RFC 7253), 128/192/256-bit keys, nonces of 12 to 15 bytes, 16-byte tags."""
 
+@final
 class AESSIV:
     """AES-SIV (RFC 5297), 256/384/512-bit keys; deterministic, no nonce argument.
 
     ``associated_data`` is ``None`` or a list of at most 126 bytes-like items (a nonce, if
     any, goes last). Output is ``SIV || ciphertext``, the 16-byte synthetic IV first.
+
+    The stubs type ``associated_data`` as a ``Sequence``, as ``cryptography``'s do, so that a
+    ``list[bytes]`` is accepted (a ``list[Buffer]`` parameter would refuse it, lists being
+    invariant); at run time it must be a ``list``, anything else raises ``TypeError``.
     """
 
-    def __init__(self, key: Buffer) -> None:
+    def __new__(cls, key: Buffer) -> Self:
         """Keeps ``key`` (wiped when the object is freed).
 
         Raises:
@@ -119,7 +146,7 @@ class AESSIV:
             ValueError: another bit length.
             TypeError: ``bit_length`` is not an integer.
         """
-    def encrypt(self, data: Buffer, associated_data: list[Buffer] | None) -> bytes:
+    def encrypt(self, data: Buffer, associated_data: Sequence[Buffer] | None) -> bytes:
         """Returns ``SIV || ciphertext``.
 
         Raises:
@@ -127,7 +154,7 @@ class AESSIV:
             TypeError: ``associated_data`` is not a list, or an item or ``data`` is not a
                 bytes-like object.
         """
-    def decrypt(self, data: Buffer, associated_data: list[Buffer] | None) -> bytes:
+    def decrypt(self, data: Buffer, associated_data: Sequence[Buffer] | None) -> bytes:
         """Authenticates and decrypts ``SIV || ciphertext``.
 
         Raises:
@@ -135,7 +162,9 @@ class AESSIV:
             ValueError: more than 126 associated data items.
             TypeError: as for ``encrypt``.
         """
-    def encrypt_into(self, data: Buffer, associated_data: list[Buffer] | None, buf: Buffer) -> int:
+    def encrypt_into(
+        self, data: Buffer, associated_data: Sequence[Buffer] | None, buf: Buffer
+    ) -> int:
         """Writes ``SIV || ciphertext`` into ``buf`` (exactly ``len(data) + 16`` bytes).
 
         Returns the number of bytes written. ``buf`` may share memory with the inputs.
@@ -144,7 +173,9 @@ class AESSIV:
             ValueError: wrong buffer size, or more than 126 associated data items.
             TypeError: ``buf`` is read-only, or an argument is of the wrong type.
         """
-    def decrypt_into(self, data: Buffer, associated_data: list[Buffer] | None, buf: Buffer) -> int:
+    def decrypt_into(
+        self, data: Buffer, associated_data: Sequence[Buffer] | None, buf: Buffer
+    ) -> int:
         """Writes the plaintext into ``buf`` (exactly ``len(data) - 16`` bytes).
 
         On a failed tag ``buf`` is zeroed: no unauthenticated plaintext is left in it.

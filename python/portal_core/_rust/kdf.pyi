@@ -2,18 +2,30 @@
 
 from typing_extensions import Buffer
 
+__all__ = ["argon2id", "hkdf_sha256", "pbkdf2_hmac_sha256"]
+
+# ``None`` stands for the default of an optional argument, as the core takes it: ``info=None``
+# is empty info, ``length=None`` is 32 bytes.
+
 def hkdf_sha256(
-    ikm: Buffer, *, salt: Buffer | None = None, info: Buffer | None = b"", length: int = 32
+    ikm: Buffer,
+    *,
+    salt: Buffer | None = None,
+    info: Buffer | None = None,
+    length: int | None = None,
 ) -> bytes:
-    """HKDF-SHA256 (RFC 5869); ``salt=None`` means 32 zero bytes.
+    """HKDF-SHA256 (RFC 5869), 32 bytes unless ``length``; ``salt=None`` means 32 zero bytes.
 
     Raises:
         ValueError: ``length`` outside 1..8160.
         TypeError: an argument of the wrong type.
     """
 
-def pbkdf2_hmac_sha256(password: Buffer, salt: Buffer, iterations: int, length: int = 32) -> bytes:
-    """PBKDF2-HMAC-SHA256 (RFC 8018), as ``hashlib.pbkdf2_hmac("sha256", ...)``; GIL released.
+def pbkdf2_hmac_sha256(
+    password: Buffer, salt: Buffer, iterations: int, length: int | None = None
+) -> bytes:
+    """PBKDF2-HMAC-SHA256 (RFC 8018), as ``hashlib.pbkdf2_hmac("sha256", ...)``, 32 bytes
+    unless ``length``; GIL released.
 
     Raises:
         ValueError: ``iterations`` or ``length`` below 1.
@@ -27,9 +39,10 @@ def argon2id(
     time_cost: int,
     memory_cost: int,
     parallelism: int,
-    length: int = 32,
+    length: int | None = None,
 ) -> bytes:
-    """Argon2id v1.3 (RFC 9106), memory in KiB; lanes on threads, GIL released.
+    """Argon2id v1.3 (RFC 9106), memory in KiB, 32 bytes unless ``length``; lanes on threads,
+    GIL released.
 
     Byte-identical to argon2-cffi's ``hash_secret_raw(..., type=Type.ID)``.
 

@@ -1,6 +1,28 @@
 """Shares of MPC wallet keys (protocols, formats and vectors: docs/shares.md)."""
 
+from typing import Self, final
+
 from typing_extensions import Buffer
+
+__all__ = [
+    "BACKUP",
+    "CLIENT",
+    "CUSTODIAN",
+    "ED25519",
+    "FORMAT_VERSION",
+    "SECP256K1",
+    "SIGNING",
+    "EjectedKey",
+    "KeyGen",
+    "Reshare",
+    "Share",
+    "address",
+    "check_public_shares",
+    "eject",
+]
+
+# Each class is a Rust type, @final: it cannot be subclassed (which also makes it a disjoint
+# base). Its constructor is __new__ (PyO3's #[new]), not __init__.
 
 SECP256K1: str
 ED25519: str
@@ -10,6 +32,7 @@ SIGNING: str
 BACKUP: str
 FORMAT_VERSION: int
 
+@final
 class Share:
     """One party's share of a wallet key. Made by a session or ``from_secret_bytes``.
 
@@ -59,6 +82,7 @@ class Share:
             TypeError: ``data`` or an expected point is not a bytes-like object.
         """
 
+@final
 class KeyGen:
     """One party's side of the key generation of a new wallet.
 
@@ -71,7 +95,7 @@ class KeyGen:
     role: str
     session_id: str
 
-    def __init__(self, curve: str, role: str, session_id: str, *, wallet_id: str) -> None:
+    def __new__(cls, curve: str, role: str, session_id: str, *, wallet_id: str) -> Self:
         """Draws this party's share.
 
         Raises:
@@ -100,6 +124,7 @@ class KeyGen:
             ValueError: called out of order.
         """
 
+@final
 class Reshare:
     """One party's side of a reshare: new shares of the same key under ``new_share_id``.
 
@@ -112,7 +137,7 @@ class Reshare:
     role: str
     session_id: str
 
-    def __init__(self, share: Share, session_id: str, *, new_kind: str, new_share_id: str) -> None:
+    def __new__(cls, share: Share, session_id: str, *, new_kind: str, new_share_id: str) -> Self:
         """Copies ``share``'s secret into the session (``share`` stays usable).
 
         Raises:
@@ -144,6 +169,7 @@ class Reshare:
             ValueError: called out of order.
         """
 
+@final
 class EjectedKey:
     """A wallet's private key, reconstructed by :func:`eject`. ``repr`` never shows it."""
 

@@ -126,7 +126,7 @@ def common_passwords() -> frozenset[str]:
     Loaded once, on first use.
     """
     try:
-        from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
+        from zxcvbn.frequency_lists import FREQUENCY_LISTS
     except ImportError:  # pragma: no cover - zxcvbn is a declared dependency
         raise RuntimeError(
             "the common-password list needs the zxcvbn package: pip install zxcvbn"
@@ -213,7 +213,7 @@ _ESTIMATE_CHARS = 100
 
 def _estimated_guesses_log10(password: str, context: tuple[str, ...]) -> float:
     try:
-        from zxcvbn import zxcvbn  # type: ignore[import-untyped]
+        from zxcvbn import zxcvbn
     except ImportError:  # pragma: no cover - zxcvbn is a declared dependency
         raise RuntimeError(
             "the password policy needs the zxcvbn package: pip install zxcvbn"
@@ -222,10 +222,13 @@ def _estimated_guesses_log10(password: str, context: tuple[str, ...]) -> float:
 
 
 class VaultSlot(Protocol):
-    """What a vault says of a slot without its access key."""
+    """What a vault says of a slot without its access key (read-only: a frozen record
+    provides it)."""
 
-    tries_left: int
-    params: bytes
+    @property
+    def tries_left(self) -> int: ...
+    @property
+    def params(self) -> bytes: ...
 
 
 @runtime_checkable

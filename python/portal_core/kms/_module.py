@@ -65,7 +65,9 @@ class Module:
         same file returns the instance python-pkcs11 loaded, so these are its functions."""
         if self._functions is None:
             try:
-                so = ffi.dlopen(self.path)
+                # Any: the library's functions and the structs' fields come from the C
+                # declarations handed to cffi at run time, which types-cffi cannot see.
+                so: Any = ffi.dlopen(self.path)
                 get_list = so.C_GetFunctionList
             except (OSError, AttributeError) as e:
                 raise HsmConfigError(
@@ -85,7 +87,7 @@ class Module:
         A session that lost its login finds no private object: without this check a lost
         login would read as "no such key".
         """
-        info = ffi.new("CK_SESSION_INFO *")
+        info: Any = ffi.new("CK_SESSION_INFO *")  # a CK_SESSION_INFO: fields as declared in C
         rv = self._function_list().C_GetSessionInfo(session_handle, info)
         if rv != CKR_OK:
             return None

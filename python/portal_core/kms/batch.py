@@ -8,8 +8,8 @@ core refuses a group, the items are tried one by one only to name the first fail
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from portal_core import envelope
 from portal_core.exceptions import InvalidEnvelope, InvalidTag
@@ -18,6 +18,9 @@ from portal_core.kms.cache import Intermediate
 from portal_core.kms.contract import Context
 from portal_core.kms.errors import MalformedBlob
 from portal_core.kms.hierarchy import KeyHierarchy
+
+if TYPE_CHECKING:  # collections.abc.Buffer is new in 3.12; typing_extensions is no dependency
+    from typing_extensions import Buffer
 
 __all__ = ["open_many", "rewrap_many", "seal_many"]
 
@@ -33,7 +36,20 @@ def _header_of(item: bytes | bytearray, index: int) -> bytes:
         raise
 
 
-def _group(sealed: Any) -> tuple[list[Any], dict[bytes, list[int]]]:
+class _Rows(Protocol):
+    """A batch that can be measured and sliced as it is: a sequence of bytes-like objects,
+    or a 2-D uint8 array whose slices are arrays of rows."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: slice, /) -> Iterable[Buffer] | Buffer: ...
+
+
+def _sliceable(items: Iterable[Buffer]) -> TypeGuard[_Rows]:
+    """Whether ``items`` is used as it is (indexable), rather than copied into a list."""
+    return hasattr(items, "__getitem__")
+
+
+def _group(sealed: Iterable[Buffer]) -> tuple[list[bytes | bytearray], dict[bytes, list[int]]]:
     """The blobs of a batch, grouped by header (that is, by intermediate key).
 
     A batch usually holds a few intermediate keys, so each header found is matched against
@@ -78,26 +94,39 @@ def _first_failure(attempt: Callable[[int], None], indices: list[int]) -> Except
     return InvalidTag(f"an item among {indices[:5]}... failed authentication")
 
 
-def _check_contexts(context: Context | Sequence[Context], n: int) -> bool:
-    """Whether ``context`` is one per item (a list), checking its length."""
-    per_item = isinstance(context, list)
-    if per_item and len(context) != n:
+def _per_item(context: Context | Sequence[Context], n: int) -> list[Context] | None:
+    """``context`` if it is one per item (a list), its length checked; None if it is one
+    context for all items (anything else is passed to the core, which refuses it)."""
+    if not isinstance(context, list):
+        return None
+    if len(context) != n:
         raise ValueError(f"got {len(context)} contexts for {n} items")
-    return per_item
+    return context
+
+
+def _one(context: Context | Sequence[Context]) -> Context:
+    """``context`` as the one context of every item: only after the core took it as such,
+    which it does for a dict or None alone."""
+    if context is None or isinstance(context, Mapping):
+        return context
+    raise TypeError("context must be a dict[str, str] or None, or a list of one per item")
 
 
 def seal_many(
-    hierarchy: KeyHierarchy, name: str, plaintexts: Any, context: Context | Sequence[Context]
+    hierarchy: KeyHierarchy,
+    name: str,
+    plaintexts: Iterable[Buffer],
+    context: Context | Sequence[Context],
 ) -> list[bytes]:
     """``plaintexts`` sealed under the newest version of ``name`` (``Pkcs11Kms.seal_many``)."""
-    items = plaintexts if hasattr(plaintexts, "__getitem__") else list(plaintexts)
+    items: _Rows = plaintexts if _sliceable(plaintexts) else list(plaintexts)
     n = len(items)
-    per_item = _check_contexts(context, n)
+    contexts = _per_item(context, n)
     out: list[bytes] = []
     pos = 0
     while pos < n:
         cur, take = hierarchy.sealing_key(name, n - pos)
-        ctx = context[pos : pos + take] if per_item else context
+        ctx = contexts[pos : pos + take] if contexts is not None else context
         out.extend(
             envelope.seal_many(
                 cur.key,
@@ -112,23 +141,23 @@ def seal_many(
 
 
 def open_many(
-    hierarchy: KeyHierarchy, sealed: Any, context: Context | Sequence[Context]
+    hierarchy: KeyHierarchy, sealed: Iterable[Buffer], context: Context | Sequence[Context]
 ) -> list[bytes]:
     """The plaintexts of a batch of blobs, all or nothing (``Pkcs11Kms.open_many``)."""
     items, groups = _group(sealed)
     n = len(items)
-    per_item = _check_contexts(context, n)
+    contexts = _per_item(context, n)
     out: list[Any] = [None] * n
     for header, indices in groups.items():
         entry = _group_key(hierarchy, header, indices[0])
-        ctx = [context[i] for i in indices] if per_item else context
+        ctx = [contexts[i] for i in indices] if contexts is not None else context
         batch = items if len(indices) == n else [items[i] for i in indices]
         try:
             opened = envelope.open_many(entry.key, batch, context=ctx, skip=len(header))
         except (InvalidTag, InvalidEnvelope):
 
             def attempt(i: int, key: bytes = entry.key, skip: int = len(header)) -> None:
-                ctx_i = context[i] if per_item else context
+                ctx_i = contexts[i] if contexts is not None else _one(context)
                 envelope.open(key, memoryview(items[i])[skip:], context=ctx_i)
 
             raise _first_failure(attempt, indices) from None
@@ -139,7 +168,7 @@ def open_many(
     return out
 
 
-def rewrap_many(hierarchy: KeyHierarchy, sealed: Any) -> list[bytes]:
+def rewrap_many(hierarchy: KeyHierarchy, sealed: Iterable[Buffer]) -> list[bytes]:
     """A batch of blobs moved to the newest versions of their keys, all or nothing, the
     plaintexts never leaving the core (``Pkcs11Kms.rewrap_many``)."""
     items, groups = _group(sealed)

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from portal_core import envelope, kdf
 from portal_core.exceptions import InvalidEnvelope
 from portal_core.kms.errors import MalformedBlob
+
+if TYPE_CHECKING:  # collections.abc.Buffer is new in 3.12; typing_extensions is no dependency
+    from typing_extensions import Buffer
 
 __all__ = [
     "FORMAT_VERSION",
@@ -83,7 +87,7 @@ def envelope_key(intermediate: bytes, prefix: bytes) -> bytes:
     return kdf.hkdf_sha256(intermediate, info=ENVELOPE_KEY_INFO + prefix)
 
 
-def header_len(blob: bytes | memoryview) -> int:
+def header_len(blob: bytes | bytearray | memoryview) -> int:
     """Length of the KMS header at the start of ``blob`` (checks only what it reads).
 
     Raises:
@@ -170,7 +174,7 @@ class BlobInfo:
     sealed_length: int
 
 
-def inspect(blob: bytes | bytearray | memoryview) -> BlobInfo:
+def inspect(blob: Buffer) -> BlobInfo:
     """The header of a KMS blob and of the envelope inside it; no key or HSM needed.
 
     Raises:

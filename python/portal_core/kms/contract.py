@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # collections.abc.Buffer is new in 3.12; typing_extensions is no dependency
+    from typing_extensions import Buffer
 
 __all__ = ["Context", "DataKey", "KeyAdmin", "KeyInfo", "KeyedSealingKms", "SealingKms"]
 
@@ -59,12 +62,12 @@ class DataKey:
 class SealingKms(Protocol):
     """Sealing under a named key with a context bound, and opening with the same context."""
 
-    def seal(self, name: str, plaintext: Any, *, context: Context) -> bytes:
+    def seal(self, name: str, plaintext: Buffer, *, context: Context) -> bytes:
         """A blob holding ``plaintext`` under the newest version of key ``name``, ``context``
         bound (stored in clear, authenticated)."""
         ...
 
-    def open(self, sealed: Any, *, context: Context) -> bytes:
+    def open(self, sealed: Buffer, *, context: Context) -> bytes:
         """The plaintext of a blob from :meth:`seal`; raises
         :class:`portal_core.exceptions.InvalidTag` when it was altered or ``context`` differs."""
         ...

@@ -19,7 +19,7 @@ __all__ = ["settings_from_env"]
 
 
 def settings_from_env(
-    env: Mapping[str, str], options: dict[str, Any]
+    env: Mapping[str, str], options: Mapping[str, object]
 ) -> tuple[str, str, str, dict[str, Any]]:
     """``(module, token_label, pin, options)`` for the ``Pkcs11Kms`` constructor; ``options``
     given by the caller win over the environment's.
@@ -40,7 +40,7 @@ def settings_from_env(
             ) from None
     if not pin:
         missing.append("PKCS11_USER_PIN (or PKCS11_USER_PIN_FILE)")
-    if missing:
+    if missing or not pin:  # a missing PIN is listed in ``missing``: this only narrows it
         raise HsmConfigError(
             "missing environment: " + ", ".join(missing) + f" (for SoftHSM2: {INIT_HINT})"
         )

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from portal_core.kms import blob, layout
 from portal_core.kms.blob import Header, key_id
@@ -59,7 +58,10 @@ class KeyHierarchy:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._flight: SingleFlight[Any] = SingleFlight()
+        # One in-flight call per key: a KEK's versions read from the token, and the
+        # unwrapping of a blob header's intermediate key.
+        self._versions_flight: SingleFlight[KeyVersions] = SingleFlight()
+        self._unwrap_flight: SingleFlight[Intermediate] = SingleFlight()
         self._current: dict[str, Intermediate] = {}
         self._versions: dict[str, KeyVersions] = {}
         self._forced: dict[str, float] = {}
@@ -92,7 +94,7 @@ class KeyHierarchy:
         """
         view = self._versions.get(name)
         if fresh or view is None or time.monotonic() - view.fetched >= self.metadata_ttl:
-            view = self._flight.run(("meta", name), lambda: self._refresh(name))
+            view = self._versions_flight.run(name, lambda: self._refresh(name))
         if not view.versions:
             raise KeyNotFound(f"no key named {name!r} in token {self.token_label!r}")
         return view
@@ -199,7 +201,7 @@ class KeyHierarchy:
             return entry
         header = Header.parse(raw_header)
         self._check_version(header.key_name, header.key_version)
-        return self._flight.run(raw_header, lambda: self._unwrap_intermediate(header))
+        return self._unwrap_flight.run(raw_header, lambda: self._unwrap_intermediate(header))
 
     def _unwrap_intermediate(self, header: Header) -> Intermediate:
         def unwrap(ps: PooledSession) -> bytes:

@@ -94,7 +94,7 @@ class AesGcmWrap(KeyWrap):
         op = kek.encrypt if encrypt else kek.decrypt
         # iv_ptr and aad_ptr stay referenced until the call returns: the HSM reads through
         # the pointers inside the parameter bytes.
-        out = op(data, mechanism=mechanism, mechanism_param=bytes(ffi.buffer(params)))
+        out: bytes = op(data, mechanism=mechanism, mechanism_param=bytes(ffi.buffer(params)))
         del iv_ptr, aad_ptr
         if encrypt:
             return bytes(iv_buf) + out
@@ -154,7 +154,10 @@ class AesKwpWrap(KeyWrap):
             }
         )
         try:
-            return kek.wrap_key(temp, mechanism=vendor_mechanism(self.profile.kwp_mechanism))
+            wrapped: bytes = kek.wrap_key(
+                temp, mechanism=vendor_mechanism(self.profile.kwp_mechanism)
+            )
+            return wrapped
         finally:
             temp.destroy()
 

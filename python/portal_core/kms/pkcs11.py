@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from portal_core import envelope
 from portal_core.exceptions import InvalidEnvelope, InvalidTag
@@ -44,11 +44,27 @@ from portal_core.kms.pool import Pin, PooledSession, SessionPool
 from portal_core.kms.profiles import Profile, get_profile
 from portal_core.kms.selftest import run_self_test
 
-__all__ = ["DataKey", "KeyInfo", "Pkcs11Kms"]
+if TYPE_CHECKING:  # collections.abc.Buffer is new in 3.12; typing_extensions is no dependency
+    from typing_extensions import Buffer
+
+__all__ = ["DataKey", "KeyInfo", "Pkcs11Kms", "Pkcs11Options"]
 
 log = logging.getLogger("portal_core.kms")
 
 _instances: weakref.WeakSet[Pkcs11Kms] = weakref.WeakSet()
+
+
+class Pkcs11Options(TypedDict, total=False):
+    """The keyword arguments of the :class:`Pkcs11Kms` constructor, for ``from_env``."""
+
+    profile: str | Profile
+    pool_size: int | None
+    cache_size: int
+    cache_ttl: float
+    key_max_uses: int
+    key_max_age: float
+    metadata_ttl: float
+    acquire_timeout: float
 
 
 class Pkcs11Kms:
@@ -97,18 +113,18 @@ class Pkcs11Kms:
             pool_size = min(8, 2 * (os.cpu_count() or 1))
         if self.profile.max_sessions is not None:
             pool_size = min(pool_size, self.profile.max_sessions)
-        for arg, value in (("pool_size", pool_size), ("key_max_uses", key_max_uses)):
-            if not isinstance(value, int) or value < 1:
+        for arg, count in (("pool_size", pool_size), ("key_max_uses", key_max_uses)):
+            if not isinstance(count, int) or count < 1:
                 raise ValueError(f"{arg} must be a positive int")
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError("cache_size must be an int >= 0")
-        for arg, value in (
+        for arg, seconds in (
             ("cache_ttl", cache_ttl),
             ("key_max_age", key_max_age),
             ("metadata_ttl", metadata_ttl),
             ("acquire_timeout", acquire_timeout),
         ):
-            if not isinstance(value, int | float) or value < 0:
+            if not isinstance(seconds, int | float) or seconds < 0:
                 raise ValueError(f"{arg} must be a number >= 0")
         self.module = module
         self.token_label = token_label
@@ -134,7 +150,9 @@ class Pkcs11Kms:
             pass
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Pkcs11Kms:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **options: Unpack[Pkcs11Options]
+    ) -> Pkcs11Kms:
         """A KMS configured from the environment (what ``portal-core hsm init`` writes to
         ``.hsm/env``).
 
@@ -356,7 +374,7 @@ class Pkcs11Kms:
 
     # -- sealing and opening (SealingKms) -----------------------------------------------
 
-    def seal(self, name: str, plaintext: Any, *, context: Context) -> bytes:
+    def seal(self, name: str, plaintext: Buffer, *, context: Context) -> bytes:
         """Seals ``plaintext`` under the newest version of KEK ``name``, binding ``context``.
 
         The blob names the key and version, carries the HSM-wrapped intermediate key and a
@@ -373,7 +391,7 @@ class Pkcs11Kms:
         return cur.header + envelope.seal(cur.key, plaintext, context=context, key_id=cur.key_id)
 
     def seal_many(
-        self, name: str, plaintexts: Any, *, context: Context | Sequence[Context]
+        self, name: str, plaintexts: Iterable[Buffer], *, context: Context | Sequence[Context]
     ) -> list[bytes]:
         """:meth:`seal` for a batch: a sequence of bytes-like objects or a 2-D uint8 numpy
         array (one item per row); ``context`` is one for all or a list of one per item. The
@@ -384,7 +402,7 @@ class Pkcs11Kms:
         """
         return batch.seal_many(self._hierarchy, check_name(name), plaintexts, context)
 
-    def open(self, sealed: Any, *, context: Context) -> bytes:
+    def open(self, sealed: Buffer, *, context: Context) -> bytes:
         """Opens a blob made by :meth:`seal` with the same ``context``.
 
         Raises:
@@ -403,7 +421,9 @@ class Pkcs11Kms:
         except InvalidEnvelope as e:
             raise MalformedBlob(f"KMS blob holds a malformed envelope: {e}") from None
 
-    def open_many(self, sealed: Any, *, context: Context | Sequence[Context]) -> list[bytes]:
+    def open_many(
+        self, sealed: Iterable[Buffer], *, context: Context | Sequence[Context]
+    ) -> list[bytes]:
         """Opens a batch of blobs (any mix of keys and versions) on all cores.
 
         ``context`` is one for all or a list of one per item. All or nothing: if any item
@@ -414,7 +434,7 @@ class Pkcs11Kms:
         """
         return batch.open_many(self._hierarchy, sealed, context)
 
-    def rewrap(self, sealed: Any) -> bytes:
+    def rewrap(self, sealed: Buffer) -> bytes:
         """Moves a blob to the newest version of its key; the plaintext never leaves the core.
 
         The context stored in the blob is authenticated by the old envelope and bound again
@@ -425,7 +445,7 @@ class Pkcs11Kms:
         """
         return self.rewrap_many([sealed])[0]
 
-    def rewrap_many(self, sealed: Any) -> list[bytes]:
+    def rewrap_many(self, sealed: Iterable[Buffer]) -> list[bytes]:
         """:meth:`rewrap` for a batch (all or nothing), on all cores: one HSM unwrap per
         distinct intermediate key in the batch, not per blob.
 
@@ -446,7 +466,7 @@ class Pkcs11Kms:
         header = Header.parse(wrapped[: header_len(wrapped)])
         return DataKey(plaintext, wrapped, header.key_name, header.key_version)
 
-    def decrypt_data_key(self, wrapped: Any, context: Context) -> bytes:
+    def decrypt_data_key(self, wrapped: Buffer, context: Context) -> bytes:
         """The data key inside ``wrapped`` (from :meth:`generate_data_key`), same ``context``.
 
         Raises:
@@ -471,7 +491,7 @@ class Pkcs11Kms:
         return run_self_test(self._pool, self._mechanisms, self.token_label)
 
     @staticmethod
-    def inspect(sealed: Any) -> blob.BlobInfo:
+    def inspect(sealed: Buffer) -> blob.BlobInfo:
         """Key name, version, wrap mechanism, context and length of a blob; no HSM needed.
 
         Raises:

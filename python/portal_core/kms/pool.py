@@ -310,6 +310,8 @@ class SessionPool:
             HsmUnavailable, HsmAuthError, HsmConfigError: as :func:`translate`.
         """
         recovered: set[str] = set()
+        kind: str
+        last: p11.PKCS11Error  # the stale-state error to recover from (or to raise)
         while True:
             with self.acquire() as ps:
                 self._enter()

@@ -240,6 +240,7 @@ class SqliteDatabase:
         Raises:
             error: the checkpoint failed.
         """
+        busy: int  # 1 when the checkpoint could not complete
         try:
             busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as e:

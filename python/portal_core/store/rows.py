@@ -48,7 +48,9 @@ def record_from_row(
         TypeError: ``cls`` is not a dataclass, a converter names no field of it, or the
             row has no column for one of its fields (a query out of step with the record).
     """
-    names = _field_names(cls)
+    # As a plain ``type``: functools.cache's stubs do not count ``type[R]`` as Hashable.
+    record_type: type = cls
+    names = _field_names(record_type)
     for name in converters:
         if name not in names:
             raise TypeError(f"{cls.__name__} has no field {name!r} to convert")
