@@ -7,33 +7,7 @@ as the standard library and ``cryptography`` do.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import cryptography.exceptions
-
-if TYPE_CHECKING:  # the names as the type checker sees them; at run time see __getattr__
-    pass
-
-# The backup flows' errors live in portal_core.backup.errors; they are still importable from
-# here, by the names code has always used (resolved on first use, see __getattr__).
-_FLOW_ERRORS = (
-    "CustodianMismatch",
-    "DecryptFailed",
-    "DeviceReplaced",
-    "EjectNotAuthorized",
-    "KdfParametersRefused",
-    "NoValidBackup",
-    "PasswordRequired",
-    "ShareVerificationFailed",
-    "UnsupportedBackupMethod",
-    "VaultNotIndependent",
-    "WalletAlreadyExists",
-    "WalletModificationInProgress",
-    "WalletNotFound",
-    "WeakPassword",
-)
-
-__all__ = ["InvalidEnvelope", "InvalidShare", "InvalidTag", "PortalError", *_FLOW_ERRORS]
 
 
 class PortalError(Exception):
@@ -68,9 +42,11 @@ class InvalidShare(PortalError):
 # password, key or share.
 
 
-def __getattr__(name: str) -> Any:
-    if name in _FLOW_ERRORS:
-        from portal_core.backup import errors
+# The backup flows' errors live with their layer, in portal_core.backup.errors; they stay
+# importable from here by the names code has always used. Imported last: that module
+# derives from PortalError above (and the backup package loads nothing else on the way).
+from portal_core.backup import errors as _flow_errors  # noqa: E402
+from portal_core.backup.errors import *  # noqa: E402, F403
 
-        return getattr(errors, name)
-    raise AttributeError(f"module 'portal_core.exceptions' has no attribute {name!r}")
+__all__ = ["InvalidEnvelope", "InvalidShare", "InvalidTag", "PortalError"]
+__all__ += _flow_errors.__all__

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from portal_core.exceptions import PortalError
 
-__all__ = [
+__all__: list[str] = [
     "CustodianMismatch",
     "DecryptFailed",
     "DeviceReplaced",
