@@ -55,7 +55,7 @@ def peer_hkdf() -> bytes:
 def test_hkdf(benchmark, side, tag):
     if side == "portal":
         assert portal_hkdf() == peer_hkdf()
-    tag(f"{CRYPTOGRAPHY} HKDF(SHA256)", 5.0)
+    tag(f"{CRYPTOGRAPHY} HKDF(SHA256), a new object per derive (single-use)", 5.0)
     benchmark(portal_hkdf if side == "portal" else peer_hkdf)
 
 
@@ -78,7 +78,7 @@ def hashlib_pbkdf2() -> bytes:
 def test_pbkdf2(benchmark, side, tag):
     if side == "portal":
         assert portal_pbkdf2() == peer_pbkdf2()
-    tag(f"{CRYPTOGRAPHY} PBKDF2HMAC(SHA256)", 1.3)
+    tag(f"{CRYPTOGRAPHY} PBKDF2HMAC(SHA256), a new object per derive (single-use)", 1.3)
     slow(benchmark, portal_pbkdf2 if side == "portal" else peer_pbkdf2, PBKDF2_ROUNDS)
 
 

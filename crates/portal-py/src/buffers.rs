@@ -115,6 +115,103 @@ impl Output {
     }
 }
 
+/// A caller's output for a batch: a writable, C-contiguous 2-D uint8 buffer
+/// (a numpy array, or a memoryview cast to two dimensions), one row per item.
+pub struct RowsOut {
+    buf: Output,
+    rows: usize,
+    width: usize,
+}
+
+impl RowsOut {
+    /// Checks `ob` as `what`: TypeError for anything that is not a writable
+    /// uint8 buffer, ValueError for one that is not 2-D and C-contiguous.
+    pub fn extract(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
+        let buf = PyBuffer::<u8>::get(ob).map_err(|_| rows_type_error(ob, what))?;
+        if buf.readonly() {
+            return Err(PyTypeError::new_err(format!(
+                "{what} must be writable (this one is read-only)"
+            )));
+        }
+        let (rows, width) = match buf.shape() {
+            [rows, width] => (*rows, *width),
+            shape => {
+                return Err(PyValueError::new_err(format!(
+                    "{what} must be a 2-D array (one row per item), not {}-D",
+                    shape.len()
+                )))
+            }
+        };
+        if !buf.is_c_contiguous() {
+            return Err(PyValueError::new_err(format!(
+                "{what} must be C-contiguous (a strided view cannot be written in place)"
+            )));
+        }
+        Ok(RowsOut {
+            buf: Output(buf),
+            rows,
+            width,
+        })
+    }
+
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The length of every row in bytes.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Whether any of `inputs` shares memory with this buffer.
+    pub fn overlaps_any<'a>(&self, mut inputs: impl Iterator<Item = &'a [u8]>) -> bool {
+        inputs.any(|i| !i.is_empty() && self.buf.overlaps(i))
+    }
+
+    /// The whole buffer, writable.
+    fn bytes(&mut self) -> &mut [u8] {
+        if self.buf.len() == 0 {
+            return &mut [];
+        }
+        self.buf.as_mut_slice()
+    }
+
+    /// The rows, each writable. The caller must not read any input that
+    /// shares memory with them ([`RowsOut::overlaps_any`] first).
+    pub fn split_rows(&mut self) -> Vec<&mut [u8]> {
+        if self.width == 0 {
+            return (0..self.rows).map(|_| <&mut [u8]>::default()).collect();
+        }
+        let width = self.width;
+        self.bytes().chunks_exact_mut(width).collect()
+    }
+
+    /// Overwrites every byte with zero.
+    pub fn zero(&mut self) {
+        self.bytes().fill(0);
+    }
+}
+
+fn rows_type_error(ob: &Bound<'_, PyAny>, what: &str) -> PyErr {
+    let dtype = ob
+        .getattr("dtype")
+        .and_then(|d| d.str().map(|s| s.to_string()));
+    match dtype {
+        Ok(dtype) => PyTypeError::new_err(format!("{what} must have dtype uint8, not {dtype}")),
+        Err(_) => {
+            let ty = ob
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "?".into());
+            PyTypeError::new_err(format!(
+                "{what} must be a writable 2-D uint8 array, not {ty}"
+            ))
+        }
+    }
+}
+
 /// An integer argument: `Some(v)` when it fits `u64`, `None` when it is an
 /// integer out of that range (negative, or huge: the caller's ValueError), and
 /// TypeError for anything that is not an integer.

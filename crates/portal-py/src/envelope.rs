@@ -1,13 +1,14 @@
 //! `portal_core._rust.envelope`: the sealed format, one at a time or in
 //! batches on all cores with the GIL released.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyImportError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use rayon::prelude::*;
 
 use portal_crypto::envelope::{self as env, Context};
 
-use crate::buffers::{input, new_bytes, new_bytes_many, optional_input, Input};
+use crate::buffers::{input, new_bytes, new_bytes_many, optional_input, Input, RowsOut};
 use portal_crypto::BatchError;
 
 use crate::errors::to_py;
@@ -242,12 +243,263 @@ fn open_many<'py>(
     })
 }
 
+// The array forms: every output is a row of one contiguous 2-D uint8 array,
+// either made here (`*_array`, one allocation for the whole batch) or the
+// caller's (`*_into`, no allocation at all). The list forms above make one
+// `bytes` object per item, and in a fresh process, or after the heap was
+// trimmed, the page faults of those allocations cost more than the AES-GCM.
+
+/// The length of item `i`'s row: `prefix`, then its envelope.
+fn sealed_row_len(pt: &[u8], ctxs: &[Context], i: usize, kid: &str, pre: &[u8]) -> usize {
+    pre.len() + env::sealed_len(kid, env::pick(ctxs, i), pt.len())
+}
+
+/// Refuses an `out` without exactly one row per item.
+fn check_rows(out: &RowsOut, items: usize) -> PyResult<()> {
+    if out.rows() != items {
+        return Err(PyValueError::new_err(format!(
+            "out has {} rows for {items} items: it needs one row per item",
+            out.rows()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an `out` that shares memory with any input: it is written while
+/// they are read.
+fn check_no_alias<'a>(out: &RowsOut, inputs: impl Iterator<Item = &'a [u8]>) -> PyResult<()> {
+    if out.overlaps_any(inputs) {
+        return Err(PyValueError::new_err(
+            "out must not share memory with the key, the items or the prefix",
+        ));
+    }
+    Ok(())
+}
+
+/// A new uninitialised `numpy.ndarray` of `rows` x `width` uint8.
+fn new_rows<'py>(py: Python<'py>, rows: usize, width: usize) -> PyResult<Bound<'py, PyAny>> {
+    let np = py.import("numpy").map_err(|_| {
+        PyImportError::new_err(
+            "seal_many_array and open_many_array return numpy arrays: install numpy",
+        )
+    })?;
+    np.getattr("empty")?
+        .call1(((rows, width), np.getattr("uint8")?))
+}
+
+/// Seals `pts` into the rows of `out` (each row: `pre`, then the envelope)
+/// on all cores with the GIL released. Argument errors are found before
+/// anything is written; a failure while sealing leaves `out` zeroed.
+fn seal_rows(
+    py: Python<'_>,
+    key: &[u8],
+    pts: &[&[u8]],
+    ctxs: &[Context],
+    kid: &str,
+    pre: &[u8],
+    out: &mut RowsOut,
+) -> PyResult<()> {
+    env::check_key(key).map_err(to_py)?;
+    env::check_key_id(kid).map_err(to_py)?;
+    check_rows(out, pts.len())?;
+    let width = out.width();
+    if let Some((i, want)) = pts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, sealed_row_len(p, ctxs, i, kid, pre)))
+        .find(|(_, want)| *want != width)
+    {
+        return Err(PyValueError::new_err(format!(
+            "out rows are {width} bytes but item {i} seals to {want}: every item must fill its row"
+        )));
+    }
+    check_no_alias(out, [key, pre].into_iter().chain(pts.iter().copied()))?;
+    let sealed = {
+        let rows = out.split_rows();
+        py.detach(|| {
+            // The prefixes are written on all cores too: in fresh memory the
+            // first write to each page is a page fault, best taken in parallel.
+            let mut bodies: Vec<&mut [u8]> = rows
+                .into_par_iter()
+                .map(|row| {
+                    let (head, body) = row.split_at_mut(pre.len());
+                    head.copy_from_slice(pre);
+                    body
+                })
+                .collect();
+            env::seal_many(key, pts, ctxs, kid, &mut bodies)
+        })
+    };
+    sealed.map_err(|e| {
+        out.zero();
+        to_py(e)
+    })
+}
+
+/// Opens `blobs` into the rows of `out` on all cores with the GIL released.
+/// Argument errors are found before anything is written; if any item fails,
+/// `out` is zeroed and the error names the first failing item.
+fn open_rows(
+    py: Python<'_>,
+    key: &[u8],
+    blobs: &[&[u8]],
+    ctxs: &[Context],
+    out: &mut RowsOut,
+) -> PyResult<()> {
+    env::check_key(key).map_err(to_py)?;
+    check_rows(out, blobs.len())?;
+    // Item 0's length is checked here, so that the usual mistake (a wrong row
+    // length) is an argument error; every other item's is checked while
+    // opening, on all cores, as a failure of that item.
+    if let Some(Ok(len)) = blobs.first().map(|b| env::plaintext_len(b)) {
+        if len != out.width() {
+            return Err(PyValueError::new_err(format!(
+                "out rows are {} bytes but item 0 opens to {len}: every item must fill its row",
+                out.width()
+            )));
+        }
+    }
+    check_no_alias(out, std::iter::once(key).chain(blobs.iter().copied()))?;
+    let opened = {
+        let mut rows = out.split_rows();
+        py.detach(|| env::open_many(key, blobs, ctxs, &mut rows))
+    };
+    opened.map_err(|e| {
+        out.zero();
+        to_py(e)
+    })
+}
+
+/// Seals every item into one new 2-D uint8 numpy array, one envelope per row
+/// (each after `prefix`); every item must seal to the same length.
+#[pyfunction]
+#[pyo3(signature = (key, plaintexts, *, context=None, key_id=None, prefix=None))]
+fn seal_many_array<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    plaintexts: &Bound<'py, PyAny>,
+    context: Option<&Bound<'py, PyAny>>,
+    key_id: Option<&str>,
+    prefix: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let key = input(key, "key")?;
+    let items = batch(plaintexts, "plaintexts")?;
+    let pts = items.slices();
+    let ctxs = contexts(context, pts.len())?;
+    let kid = self::key_id(key_id);
+    let prefix = optional_input(prefix, "prefix")?;
+    let pre = prefix.as_ref().map_or(&[][..], Input::as_slice);
+    let mut lens = pts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| sealed_row_len(p, &ctxs, i, kid, pre));
+    let width = match (lens.next(), &items) {
+        (Some(first), _) => {
+            if let Some((j, other)) = lens.enumerate().find(|(_, n)| *n != first) {
+                return Err(PyValueError::new_err(format!(
+                    "item 0 seals to {first} bytes but item {} to {other}: the rows of an \
+                     array must be equal (seal_many takes items of any length)",
+                    j + 1
+                )));
+            }
+            first
+        }
+        // No items: rows of a known length still give the sealed width.
+        (None, Batch::Rows(_, w)) => {
+            let empty = Context::default_empty();
+            pre.len() + env::sealed_len(kid, ctxs.first().unwrap_or(&empty), *w)
+        }
+        (None, Batch::Items(_)) => 0,
+    };
+    let array = new_rows(py, pts.len(), width)?;
+    let mut out = RowsOut::extract(&array, "out")?;
+    seal_rows(py, key.as_slice(), &pts, &ctxs, kid, pre, &mut out)?;
+    drop(out);
+    Ok(array)
+}
+
+/// Opens every envelope (after the first `skip` bytes of each item) into one
+/// new 2-D uint8 numpy array, one plaintext per row; every plaintext must be
+/// the same length. All or nothing, as `open_many`.
+#[pyfunction]
+#[pyo3(signature = (key, sealed, *, context=None, skip=0))]
+fn open_many_array<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    sealed: &Bound<'py, PyAny>,
+    context: Option<&Bound<'py, PyAny>>,
+    skip: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let key = input(key, "key")?;
+    let items = batch(sealed, "sealed")?;
+    let blobs = skipped(items.slices(), skip)?;
+    let ctxs = contexts(context, blobs.len())?;
+    let width = match blobs.first() {
+        Some(b) => env::plaintext_len(b).map_err(|e| to_py(BatchError::new(0, e)))?,
+        None => 0,
+    };
+    let array = new_rows(py, blobs.len(), width)?;
+    let mut out = RowsOut::extract(&array, "out")?;
+    open_rows(py, key.as_slice(), &blobs, &ctxs, &mut out)?;
+    drop(out);
+    Ok(array)
+}
+
+/// Seals every item into the rows of the caller's 2-D uint8 array `out`
+/// (one row per item, each `prefix` then the envelope); allocates nothing.
+#[pyfunction]
+#[pyo3(signature = (key, plaintexts, out, *, context=None, key_id=None, prefix=None))]
+fn seal_many_into<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    plaintexts: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+    context: Option<&Bound<'py, PyAny>>,
+    key_id: Option<&str>,
+    prefix: Option<&Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let key = input(key, "key")?;
+    let items = batch(plaintexts, "plaintexts")?;
+    let pts = items.slices();
+    let ctxs = contexts(context, pts.len())?;
+    let kid = self::key_id(key_id);
+    let prefix = optional_input(prefix, "prefix")?;
+    let pre = prefix.as_ref().map_or(&[][..], Input::as_slice);
+    let mut out = RowsOut::extract(out, "out")?;
+    seal_rows(py, key.as_slice(), &pts, &ctxs, kid, pre, &mut out)
+}
+
+/// Opens every envelope (after the first `skip` bytes of each item) into the
+/// rows of the caller's 2-D uint8 array `out`; allocates nothing. All or
+/// nothing: if any item fails, `out` is zeroed.
+#[pyfunction]
+#[pyo3(signature = (key, sealed, out, *, context=None, skip=0))]
+fn open_many_into<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    sealed: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+    context: Option<&Bound<'py, PyAny>>,
+    skip: usize,
+) -> PyResult<()> {
+    let key = input(key, "key")?;
+    let items = batch(sealed, "sealed")?;
+    let blobs = skipped(items.slices(), skip)?;
+    let ctxs = contexts(context, blobs.len())?;
+    let mut out = RowsOut::extract(out, "out")?;
+    open_rows(py, key.as_slice(), &blobs, &ctxs, &mut out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(seal, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(seal_many, m)?)?;
     m.add_function(wrap_pyfunction!(open_many, m)?)?;
+    m.add_function(wrap_pyfunction!(seal_many_array, m)?)?;
+    m.add_function(wrap_pyfunction!(open_many_array, m)?)?;
+    m.add_function(wrap_pyfunction!(seal_many_into, m)?)?;
+    m.add_function(wrap_pyfunction!(open_many_into, m)?)?;
     m.add_function(wrap_pyfunction!(reseal, m)?)?;
     m.add_function(wrap_pyfunction!(reseal_many, m)?)?;
     m.add("KEY_LEN", env::KEY_LEN)?;

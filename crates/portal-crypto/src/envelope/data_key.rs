@@ -14,7 +14,7 @@ use super::{COMMIT_LEN, INFO, KEY_LEN, SALT_LEN};
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] unless it is [`KEY_LEN`] bytes.
-pub(super) fn check_key(key: &[u8]) -> Result<()> {
+pub fn check_key(key: &[u8]) -> Result<()> {
     if key.len() != KEY_LEN {
         return Err(Error::arg("envelope key must be 32 bytes"));
     }
@@ -82,7 +82,10 @@ impl DataKey {
         let head = header_len(key_id, context);
         let want = head + plaintext.len() + TAG_LEN;
         if out.len() != want {
-            return Err(Error::arg(format!("buffer must be {want} bytes")));
+            return Err(Error::arg(format!(
+                "output must be {want} bytes (the envelope length), not {}",
+                out.len()
+            )));
         }
         let (header, body) = out.split_at_mut(head);
         write_header(header, key_id, context, &self.salt, &self.commit, index)?;

@@ -40,7 +40,8 @@ mod seal;
 mod tests;
 
 pub use batch::{open_many, pick, seal_many};
-pub use format::{parse, plaintext_len, sealed_len, suite_name, Context, Header};
+pub use data_key::check_key;
+pub use format::{check_key_id, parse, plaintext_len, sealed_len, suite_name, Context, Header};
 pub use reseal::{reseal_into, reseal_many, resealed_len};
 pub use seal::{open, open_into, seal, seal_into};
 

@@ -87,6 +87,49 @@ mod single {
         }
     }
 
+    /// Opening decodes the stored context only when it differs from the
+    /// caller's: a malformed one is still an invalid envelope, a well-formed
+    /// other one a failed tag, and neither opens.
+    #[test]
+    fn stored_context_is_checked_when_it_differs() {
+        let key = [4u8; 32];
+        let sealed = seal(&key, b"share", &ctx(), "k").unwrap();
+        let at = parse(&sealed).unwrap().header.len() - 32 - 32 - 4 - ctx().encoded().len();
+        // The pair count says three pairs where there are two: malformed.
+        let mut bad = sealed.clone();
+        bad[at + 1] = 3;
+        assert!(matches!(parse(&bad), Err(Error::InvalidEnvelope(_))));
+        assert!(matches!(
+            open(&key, &bad, &ctx()),
+            Err(Error::InvalidEnvelope(_))
+        ));
+        // A well-formed context of the same length, other than the caller's.
+        let other = Context::new(&[("wallet", "w2"), ("curve", "SECP256K1")]).unwrap();
+        let mut swapped = sealed.clone();
+        swapped[at..at + other.encoded().len()].copy_from_slice(other.encoded());
+        assert!(parse(&swapped).is_ok());
+        assert_eq!(open(&key, &swapped, &ctx()), Err(Error::InvalidTag));
+        assert_eq!(open(&key, &swapped, &other), Err(Error::InvalidTag));
+    }
+
+    #[test]
+    fn a_wrong_output_length_is_refused_with_both_lengths() {
+        let key = [5u8; 32];
+        let sealed = seal(&key, b"share", &ctx(), "k").unwrap();
+        let mut out = [0u8; 4];
+        assert_eq!(
+            open_into(&key, &sealed, &ctx(), &mut out),
+            Err(Error::arg(
+                "output must be 5 bytes (the plaintext length), not 4"
+            ))
+        );
+        let mut out = vec![0u8; sealed.len() + 1];
+        let err = seal_into(&key, b"share", &ctx(), "k", &mut out).unwrap_err();
+        assert!(err.to_string().contains("the envelope length"), "{err}");
+        assert!(check_key(&[0u8; 31]).is_err() && check_key(&key).is_ok());
+        assert!(check_key_id(&"k".repeat(256)).is_err() && check_key_id("k").is_ok());
+    }
+
     #[test]
     fn batch_matches_single_and_reports_index() {
         let key = [3u8; 32];
