@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from typing import Any
@@ -180,3 +181,47 @@ def test_every_positional_argument_says_what_it_is():
         positionals = proc.stdout.split("positional arguments:")[1].split("options:")[0]
         lines = [line.strip() for line in positionals.strip().splitlines()]
         assert lines and all(len(line.split(None, 1)) == 2 for line in lines), positionals
+
+
+# -- tenants ---------------------------------------------------------------------------------
+
+
+def test_tenants_create_prints_a_working_admin_key_and_refuses_a_duplicate(tmp_path):
+    from portal_core.store import KeyKind, SqliteStore
+    from portal_core.tenants import Tenants
+
+    data = tmp_path / "data"
+    proc = run_cli("tenants", "create", "Acme", "--data-dir", str(data), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"tenant_id", "admin_api_key"}
+    assert re.fullmatch(r"pc_adm_[0-9a-f]{32}_[A-Za-z0-9_-]{43}", out["admin_api_key"])
+    db = data / "custodian.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+
+    again = run_cli("tenants", "create", "acme", "--data-dir", str(data), "--json", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stdout == ""
+    assert "already exists" in again.stderr and "Traceback" not in again.stderr
+
+    with SqliteStore(db) as store:
+        principal = Tenants(store).authenticate(out["admin_api_key"])
+        assert principal.tenant_id == out["tenant_id"]
+        assert principal.kind is KeyKind.ADMIN
+        assert len(store.query("SELECT * FROM tenants")) == 1
+    secret = out["admin_api_key"].split("_", 3)[3]
+    assert secret.encode() not in b"".join(
+        p.read_bytes() for p in data.iterdir() if p.name.startswith("custodian.db")
+    )
+
+
+def test_tenants_create_text_output_and_a_bad_name(tmp_path):
+    proc = run_cli("tenants", "create", "Beta", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "shown this once" in proc.stdout
+    assert re.search(r"^pc_adm_[0-9a-f]{32}_\S{43}$", proc.stdout, re.M)
+    bad = run_cli("tenants", "create", " spaced", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 1 and "tenant name" in bad.stderr
+    missing = run_cli("tenants", "create", "X", cwd=tmp_path)
+    assert missing.returncode == 2 and "--data-dir" in missing.stderr

@@ -85,6 +85,7 @@ def test_the_readme_lists_every_public_error_class() -> None:
     import portal_core.exceptions
     import portal_core.kms
     import portal_core.store
+    import portal_core.tenants
     from portal_core.exceptions import PortalError
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -94,6 +95,7 @@ def test_the_readme_lists_every_public_error_class() -> None:
         portal_core.kms,
         portal_core.enclave,
         portal_core.store,
+        portal_core.tenants,
     )
     public = {
         name

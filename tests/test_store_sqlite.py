@@ -157,6 +157,30 @@ def test_a_later_migration_is_applied_in_order_on_open(tmp_path):
         assert s.get_wallet("w-1") is not None  # the records survived
 
 
+def test_the_tenant_migration_keeps_existing_clients_without_a_tenant(tmp_path):
+    # A database from before tenants (schema version 1), with a client and its wallet.
+    path = tmp_path / "c.db"
+    with SqliteStore(path, migrations=MIGRATIONS[:1]) as s:
+        assert s.schema_version == 1
+        make_wallet(s)
+    with SqliteStore(path) as s:
+        assert s.schema_version == LATEST_VERSION >= 2
+        client = s.get_client("client-1")
+        assert client is not None and client.tenant_id is None
+        assert s.wallet_for_client("client-1") is not None
+        tables = {r["name"] for r in s.query("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"tenants", "api_keys", "audit_events"} <= tables
+        # The old path still records tenantless clients.
+        assert s.add_client("client-2", 2.0).tenant_id is None
+
+
+def test_a_client_cannot_name_a_tenant_that_does_not_exist(store):
+    with pytest.raises(StoreError, match="FOREIGN KEY"), store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO clients (client_id, created_at, tenant_id) VALUES ('c', 1.0, 'nobody')"
+        )
+
+
 def test_a_failing_migration_leaves_the_previous_version(tmp_path):
     path = tmp_path / "c.db"
     SqliteStore(path).close()

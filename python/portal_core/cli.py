@@ -1,4 +1,5 @@
-"""The ``portal-core`` command line: the demo, the HSM token, and key-encryption keys."""
+"""The ``portal-core`` command line: the demo, the HSM token, key-encryption keys, and
+tenants."""
 
 from __future__ import annotations
 
@@ -160,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_hsm_options(p_demo)
 
     add_commands(sub)
+    _add_tenant_commands(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -172,9 +174,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+# The custodian's store file under ``--data-dir``.
+STORE_FILE = "custodian.db"
+
+
+def _add_tenant_commands(sub: Any) -> None:
+    p_tenants = sub.add_parser("tenants", help="manage tenants (custodian customers)")
+    tenants_sub = p_tenants.add_subparsers(dest="tenants_command", required=True)
+    p_create = tenants_sub.add_parser(
+        "create", help="create a tenant and print its first admin API key (shown once)"
+    )
+    p_create.add_argument("name", help="the tenant's name (unique, compared without case)")
+    p_create.add_argument(
+        "--data-dir",
+        required=True,
+        help=f"the custodian's data directory (the store is {STORE_FILE} in it; both are "
+        "created, private, if missing)",
+    )
+    p_create.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def tenants_create(name: str, data_dir: str, *, as_json: bool) -> int:
+    """Creates tenant ``name`` in the store under ``data_dir``; prints its id and first
+    admin key. Exit 1 (and a message on stderr) when the name is taken or invalid."""
+    from portal_core.store import SqliteStore
+    from portal_core.tenants import Tenants
+
+    try:
+        # The directory holds the store: owner only when made here.
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        with SqliteStore(os.path.join(data_dir, STORE_FILE), timeout=10.0) as store:
+            created = Tenants(store).create_tenant(name)
+    except (PortalError, ValueError, OSError) as e:
+        print(f"portal-core tenants create: {e}", file=sys.stderr)
+        return 1
+    key = created.admin_key
+    if as_json:
+        json.dump({"tenant_id": created.tenant_id, "admin_api_key": key.api_key}, sys.stdout)
+        print()
+        return 0
+    print(f"tenant {created.name!r} created: {created.tenant_id}")
+    print(f"admin API key (id {key.key_id}), shown this once; keep it secret:")
+    print(key.api_key)
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo(args.json, core=args.core, hsm_dir=args.hsm_dir, profile=args.profile)
+    if args.command == "tenants":
+        return tenants_create(args.name, args.data_dir, as_json=args.json)
     try:
         from portal_core.kms import commands as kms_cli
     except ImportError as e:  # python-pkcs11 is the optional extra "hsm"

@@ -14,6 +14,9 @@ The files, by layer and purpose:
   private file modes both SQLite stores share; ``rows.py``: building records from rows.
 * ``base.py``, ``custodian_records.py``: the custodian's interface and records;
   ``custodian_sqlite.py``, ``custodian_migrations.py``: its SQLite store and schema.
+* ``tenant_interface.py``, ``tenant_sqlite.py``: tenants, API key hashes and the audit
+  trail (:class:`TenantStore`), in the custodian's file and schema; callers use
+  :mod:`portal_core.tenants`, which also exports their errors.
 * ``enclave_sqlite.py``, ``enclave_migrations.py``: the SQLite store and schema of the
   enclave's :class:`~portal_core.enclave.store.EnclaveStore` (records in
   :mod:`portal_core.enclave.records`). Import :class:`SqliteEnclaveStore` from
@@ -28,29 +31,39 @@ from portal_core.store.custodian_migrations import LATEST_VERSION, MIGRATIONS
 from portal_core.store.custodian_records import (
     BACKUP_METHODS,
     CURVES,
+    ApiKeyRecord,
+    AuditEntry,
+    AuditEvent,
     BackupMode,
     BackupRecord,
     ClientRecord,
     EjectWindow,
+    KeyKind,
     LockRecord,
     PairRecord,
     PairStatus,
     SigningShareRecord,
+    TenantRecord,
     WalletRecord,
 )
 from portal_core.store.custodian_sqlite import SqliteStore
 from portal_core.store.database import Migration
+from portal_core.store.tenant_interface import TenantStore
 
 __all__ = [
     "BACKUP_METHODS",
     "CURVES",
     "LATEST_VERSION",
     "MIGRATIONS",
+    "ApiKeyRecord",
+    "AuditEntry",
+    "AuditEvent",
     "BackupMode",
     "BackupRecord",
     "ClientRecord",
     "CustodianStore",
     "EjectWindow",
+    "KeyKind",
     "LockRecord",
     "LockRef",
     "Migration",
@@ -59,5 +72,7 @@ __all__ = [
     "SigningShareRecord",
     "SqliteStore",
     "StoreError",
+    "TenantRecord",
+    "TenantStore",
     "WalletRecord",
 ]

@@ -103,6 +103,56 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        2,
+        "tenants, API keys (hashes only), clients' tenant, audit events",
+        (
+            # Names compare without ASCII case: "Acme" and "acme" would confuse an operator.
+            """CREATE TABLE tenants (
+                tenant_id   TEXT PRIMARY KEY,
+                name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                created_at  REAL NOT NULL
+            ) STRICT""",
+            # NULL for the clients recorded before tenants existed (and for LocalCustodian's,
+            # which add_client records without one): no API key reaches such a client.
+            "ALTER TABLE clients ADD COLUMN tenant_id TEXT REFERENCES tenants (tenant_id)",
+            # The parent key of api_keys' composite foreign key below (client_id alone is
+            # already unique; the pair is what the foreign key needs to name).
+            "CREATE UNIQUE INDEX clients_client_tenant ON clients (client_id, tenant_id)",
+            "CREATE INDEX clients_tenant ON clients (tenant_id, created_at)",
+            # secret_hash: SHA-256 of the key's secret, bound to its kind and id
+            # (portal_core.tenants); the secret itself is never stored. A client key's tenant
+            # is its client's tenant, which the composite foreign key holds equal.
+            """CREATE TABLE api_keys (
+                key_id       TEXT PRIMARY KEY,
+                tenant_id    TEXT NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+                client_id    TEXT,
+                kind         TEXT NOT NULL CHECK (kind IN ('admin', 'client')),
+                secret_hash  BLOB NOT NULL CHECK (length(secret_hash) = 32),
+                created_at   REAL NOT NULL,
+                revoked_at   REAL,
+                CHECK ((kind = 'admin') = (client_id IS NULL)),
+                FOREIGN KEY (client_id, tenant_id)
+                    REFERENCES clients (client_id, tenant_id) ON DELETE CASCADE
+            ) STRICT""",
+            # At most one live key per client: a rotation revokes the old key in the same
+            # transaction, or this index refuses the new one.
+            """CREATE UNIQUE INDEX api_keys_one_live_client_key
+                ON api_keys (client_id) WHERE kind = 'client' AND revoked_at IS NULL""",
+            "CREATE INDEX api_keys_tenant ON api_keys (tenant_id, kind, revoked_at)",
+            # tenant_id is NULL for an authentication failure no tenant can be named for (a
+            # key id that does not exist, or no key id at all). detail holds no secret.
+            """CREATE TABLE audit_events (
+                event_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+                tenant_id  TEXT REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+                at         REAL NOT NULL,
+                kind       TEXT NOT NULL,
+                subject    TEXT,
+                detail     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
+            ) STRICT""",
+            "CREATE INDEX audit_events_tenant ON audit_events (tenant_id, at, event_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -8,20 +8,27 @@ column names of the records' tables: the stores build records from rows by name
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "BACKUP_METHODS",
     "CURVES",
+    "ApiKeyRecord",
+    "AuditEntry",
+    "AuditEvent",
     "BackupMode",
     "BackupRecord",
     "ClientRecord",
     "EjectWindow",
+    "KeyKind",
     "LockRecord",
     "PairRecord",
     "PairStatus",
     "SigningShareRecord",
+    "TenantRecord",
     "WalletRecord",
 ]
 
@@ -54,6 +61,9 @@ class BackupMode(StrEnum):
 class ClientRecord:
     client_id: str
     created_at: float
+    # The tenant the client belongs to; None for a client recorded without one (before
+    # tenants existed, or by LocalCustodian): no API key reaches such a client.
+    tenant_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,3 +137,62 @@ class EjectWindow:
     wallet_id: str
     authorized_at: float
     expires_at: float
+
+
+# -- tenants, API keys, audit ----------------------------------------------------------------
+
+
+class KeyKind(StrEnum):
+    """What an API key may do: an admin key acts for its whole tenant, a client key for its
+    one client's wallet."""
+
+    ADMIN = "admin"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """A custodian's customer (an integrator), owning clients and API keys."""
+
+    tenant_id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A stored API key: its public id and the hash of its secret, never the secret."""
+
+    key_id: str
+    tenant_id: str
+    # None for an admin key; the one client a client key reaches.
+    client_id: str | None
+    kind: KeyKind
+    # Not a secret (the secret cannot be recovered from it), but nothing gains from
+    # printing it either.
+    secret_hash: bytes = field(repr=False)
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audit event to record. ``detail`` is serialised to JSON and must hold no secret."""
+
+    tenant_id: str | None
+    at: float
+    kind: str
+    subject: str | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """A recorded audit event; ``event_id`` grows with every event appended."""
+
+    event_id: int
+    tenant_id: str | None
+    at: float
+    kind: str
+    subject: str | None
+    detail: Mapping[str, Any]

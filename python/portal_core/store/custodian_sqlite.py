@@ -36,8 +36,9 @@ from portal_core.store.custodian_records import (
     SigningShareRecord,
     WalletRecord,
 )
-from portal_core.store.database import Migration, SqliteDatabase
+from portal_core.store.database import Migration
 from portal_core.store.rows import record_from_row
+from portal_core.store.tenant_sqlite import SqliteTenantTables
 
 __all__ = ["SqliteStore"]
 
@@ -60,8 +61,10 @@ def _backup(row: sqlite3.Row) -> BackupRecord:
     return record_from_row(BackupRecord, row, mode=BackupMode)
 
 
-class SqliteStore(SqliteDatabase):
-    """A :class:`~portal_core.store.custodian_interface.CustodianStore` in one SQLite file.
+class SqliteStore(SqliteTenantTables):
+    """A :class:`~portal_core.store.custodian_interface.CustodianStore` in one SQLite file,
+    and a :class:`~portal_core.store.tenant_interface.TenantStore` (tenants, API key hashes,
+    the audit trail: :class:`~portal_core.store.tenant_sqlite.SqliteTenantTables`).
 
     ``path``: the database file (created if missing; its directory must exist).
     ``timeout``: seconds a writer waits for another's transaction before failing.

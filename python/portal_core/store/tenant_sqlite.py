@@ -1,0 +1,258 @@
+"""The tenant tables on SQLite: tenants, API key hashes and the audit trail.
+
+A base class of :class:`~portal_core.store.custodian_sqlite.SqliteStore` (the tables live
+in the custodian's file and schema, :mod:`portal_core.store.custodian_migrations`,
+version 2), kept apart so the custodian's SQL and the tenants' each stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from portal_core.store.custodian_interface import StoreError
+from portal_core.store.custodian_records import (
+    ApiKeyRecord,
+    AuditEntry,
+    AuditEvent,
+    ClientRecord,
+    KeyKind,
+    TenantRecord,
+)
+from portal_core.store.database import SqliteDatabase
+from portal_core.store.rows import record_from_row
+from portal_core.store.tenant_interface import (
+    LastAdminKey,
+    TenantExists,
+    UnknownClient,
+    UnknownKey,
+    UnknownTenant,
+)
+
+__all__ = ["MAX_AUDIT_LIMIT", "SqliteTenantTables"]
+
+# The most events one read returns: a caller pages with ``since``.
+MAX_AUDIT_LIMIT = 1000
+
+# Only these constant column lists are interpolated into the SQL below (hence its
+# ``noqa: S608``); values are always bound.
+_KEY_COLUMNS = "key_id, tenant_id, client_id, kind, secret_hash, created_at, revoked_at"
+_EVENT_COLUMNS = "event_id, tenant_id, at, kind, subject, detail"
+
+
+def _key(row: sqlite3.Row) -> ApiKeyRecord:
+    return record_from_row(ApiKeyRecord, row, kind=KeyKind)
+
+
+def _event(row: sqlite3.Row) -> AuditEvent:
+    return record_from_row(AuditEvent, row, detail=json.loads)
+
+
+def _detail(detail: Mapping[str, Any]) -> str:
+    return json.dumps(dict(detail), sort_keys=True, separators=(",", ":"))
+
+
+def _check_limit(limit: int) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_AUDIT_LIMIT:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}")
+    return limit
+
+
+class SqliteTenantTables(SqliteDatabase):
+    """The :class:`~portal_core.store.tenant_interface.TenantStore` methods."""
+
+    @staticmethod
+    def _append(conn: sqlite3.Connection, entry: AuditEntry) -> int:
+        cur = conn.execute(
+            "INSERT INTO audit_events (tenant_id, at, kind, subject, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (entry.tenant_id, entry.at, entry.kind, entry.subject, _detail(entry.detail)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    @staticmethod
+    def _insert_key(conn: sqlite3.Connection, key: ApiKeyRecord) -> None:
+        conn.execute(
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                key.key_id,
+                key.tenant_id,
+                key.client_id,
+                str(key.kind),
+                key.secret_hash,
+                key.created_at,
+                key.revoked_at,
+            ),
+        )
+
+    @staticmethod
+    def _require_tenant(conn: sqlite3.Connection, tenant_id: str) -> None:
+        if not conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?", (tenant_id,)).fetchone():
+            raise UnknownTenant("no tenant has that id")
+
+    # -- tenants ---------------------------------------------------------------------------
+
+    def add_tenant(
+        self, tenant: TenantRecord, admin_key: ApiKeyRecord, audit: Sequence[AuditEntry]
+    ) -> None:
+        if admin_key.kind is not KeyKind.ADMIN or admin_key.tenant_id != tenant.tenant_id:
+            raise ValueError("a tenant's first key must be an admin key of that tenant")
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant.name,)).fetchone():
+                raise TenantExists(f"a tenant named {tenant.name!r} already exists")
+            conn.execute(
+                "INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)",
+                (tenant.tenant_id, tenant.name, tenant.created_at),
+            )
+            self._insert_key(conn, admin_key)
+            for entry in audit:
+                self._append(conn, entry)
+
+    def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        row = self.query_one("SELECT * FROM tenants WHERE tenant_id = ?", (tenant_id,))
+        return None if row is None else record_from_row(TenantRecord, row)
+
+    def tenant_by_name(self, name: str) -> TenantRecord | None:
+        row = self.query_one("SELECT * FROM tenants WHERE name = ?", (name,))
+        return None if row is None else record_from_row(TenantRecord, row)
+
+    # -- keys and clients ------------------------------------------------------------------
+
+    def add_api_key(self, key: ApiKeyRecord, audit: Sequence[AuditEntry]) -> None:
+        if key.kind is not KeyKind.ADMIN:
+            raise ValueError("client keys are recorded with their client, or by a rotation")
+        with self.transaction() as conn:
+            self._require_tenant(conn, key.tenant_id)
+            self._insert_key(conn, key)
+            for entry in audit:
+                self._append(conn, entry)
+
+    def add_tenant_client(
+        self, client: ClientRecord, key: ApiKeyRecord, audit: Sequence[AuditEntry]
+    ) -> None:
+        if (
+            client.tenant_id is None
+            or key.kind is not KeyKind.CLIENT
+            or (key.tenant_id, key.client_id) != (client.tenant_id, client.client_id)
+        ):
+            raise ValueError("a tenant's client needs a client key of that client and tenant")
+        with self.transaction() as conn:
+            self._require_tenant(conn, client.tenant_id)
+            if conn.execute(
+                "SELECT 1 FROM clients WHERE client_id = ?", (client.client_id,)
+            ).fetchone():
+                raise StoreError(f"client {client.client_id!r} already exists")
+            conn.execute(
+                "INSERT INTO clients (client_id, created_at, tenant_id) VALUES (?, ?, ?)",
+                (client.client_id, client.created_at, client.tenant_id),
+            )
+            self._insert_key(conn, key)
+            for entry in audit:
+                self._append(conn, entry)
+
+    def replace_client_key(
+        self, key: ApiKeyRecord, now: float, audit: Sequence[AuditEntry]
+    ) -> list[str]:
+        if key.kind is not KeyKind.CLIENT or key.client_id is None:
+            raise ValueError("only a client key replaces a client key")
+        with self.transaction() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM clients WHERE client_id = ? AND tenant_id = ?",
+                (key.client_id, key.tenant_id),
+            ).fetchone():
+                raise UnknownClient("the tenant has no client of that id")
+            old = [
+                r["key_id"]
+                for r in conn.execute(
+                    "SELECT key_id FROM api_keys WHERE client_id = ? AND kind = 'client' "
+                    "AND revoked_at IS NULL",
+                    (key.client_id,),
+                )
+            ]
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE client_id = ? AND kind = 'client' "
+                "AND revoked_at IS NULL",
+                (now, key.client_id),
+            )
+            self._insert_key(conn, key)
+            for entry in audit:
+                self._append(conn, entry)
+        return old
+
+    def revoke_api_key(
+        self,
+        tenant_id: str,
+        key_id: str,
+        now: float,
+        audit: Callable[[ApiKeyRecord], AuditEntry],
+    ) -> bool:
+        with self.transaction() as conn:
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys "  # noqa: S608
+                "WHERE key_id = ? AND tenant_id = ?",
+                (key_id, tenant_id),
+            ).fetchone()
+            if row is None:
+                raise UnknownKey("the tenant has no API key of that id")
+            key = _key(row)
+            if key.revoked_at is not None:
+                return False
+            if key.kind is KeyKind.ADMIN:
+                (others,) = conn.execute(
+                    "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND kind = 'admin' "
+                    "AND revoked_at IS NULL AND key_id != ?",
+                    (tenant_id, key_id),
+                ).fetchone()
+                if others == 0:
+                    raise LastAdminKey(
+                        "this is the tenant's last live admin key: create another before "
+                        "revoking it"
+                    )
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (now, key_id))
+            self._append(conn, audit(key))
+        return True
+
+    def api_key(self, key_id: str) -> ApiKeyRecord | None:
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"  # noqa: S608
+        row = self.query_one(sql, (key_id,))
+        return None if row is None else _key(row)
+
+    def tenant_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        rows = self.query(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? "  # noqa: S608
+            "ORDER BY created_at, key_id",
+            (tenant_id,),
+        )
+        return [_key(r) for r in rows]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        with self.transaction() as conn:
+            return self._append(conn, entry)
+
+    def audit_events(
+        self, tenant_id: str, *, since: float | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        if not isinstance(tenant_id, str):
+            # None would read the unattributed events: that is a method of its own.
+            raise TypeError("tenant_id must be a string")
+        rows = self.query(
+            f"SELECT {_EVENT_COLUMNS} FROM audit_events WHERE tenant_id = ? AND at >= ? "  # noqa: S608
+            "ORDER BY at, event_id LIMIT ?",
+            (tenant_id, float("-inf") if since is None else since, _check_limit(limit)),
+        )
+        return [_event(r) for r in rows]
+
+    def unattributed_audit_events(
+        self, *, since: float | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        rows = self.query(
+            f"SELECT {_EVENT_COLUMNS} FROM audit_events WHERE tenant_id IS NULL AND at >= ? "  # noqa: S608
+            "ORDER BY at, event_id LIMIT ?",
+            (float("-inf") if since is None else since, _check_limit(limit)),
+        )
+        return [_event(r) for r in rows]
