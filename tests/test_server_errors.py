@@ -20,6 +20,7 @@ import portal_core.exceptions
 import portal_core.kms
 import portal_core.kms.errors
 import portal_core.store
+import portal_core.tenants
 from portal_core.exceptions import PortalError
 from portal_core.server import (
     ERROR_CODES,
@@ -40,6 +41,7 @@ MODULES = [
     portal_core.enclave,
     portal_core.enclave.errors,
     portal_core.store,
+    portal_core.tenants,
 ]
 
 
@@ -110,6 +112,13 @@ SNAPSHOT = {
     "WrongAccessKey": (403, "WRONG_ACCESS_KEY"),
     "SecretDestroyed": (410, "VAULT_SECRET_DESTROYED"),
     "StoreError": (500, "STORE_ERROR"),
+    "AuthenticationFailed": (403, "AUTHENTICATION_FAILED"),
+    "NotAuthorized": (403, "NOT_AUTHORIZED"),
+    "TenantExists": (409, "TENANT_EXISTS"),
+    "UnknownTenant": (404, "TENANT_NOT_FOUND"),
+    "UnknownClient": (404, "CLIENT_NOT_FOUND"),
+    "UnknownKey": (404, "API_KEY_NOT_FOUND"),
+    "LastAdminKey": (409, "LAST_ADMIN_KEY"),
 }
 
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from portal_core import tenants
 from portal_core.backup import errors as flow
 from portal_core.enclave import errors as enclave
 from portal_core.exceptions import InvalidEnvelope, InvalidShare, InvalidTag, PortalError
@@ -123,6 +124,14 @@ ERROR_CODES: Mapping[type[PortalError], ErrorCode] = {
     enclave.SecretDestroyed: ErrorCode(410, "VAULT_SECRET_DESTROYED"),
     # -- store (portal_core.store) --------------------------------------------------------
     StoreError: ErrorCode(500, "STORE_ERROR"),
+    # -- tenants and API keys (portal_core.tenants) ---------------------------------------
+    tenants.AuthenticationFailed: ErrorCode(403, "AUTHENTICATION_FAILED"),
+    tenants.NotAuthorized: ErrorCode(403, "NOT_AUTHORIZED"),
+    tenants.TenantExists: ErrorCode(409, "TENANT_EXISTS"),
+    tenants.UnknownTenant: ErrorCode(404, "TENANT_NOT_FOUND"),
+    tenants.UnknownClient: ErrorCode(404, "CLIENT_NOT_FOUND"),
+    tenants.UnknownKey: ErrorCode(404, "API_KEY_NOT_FOUND"),
+    tenants.LastAdminKey: ErrorCode(409, "LAST_ADMIN_KEY"),
 }
 
 # Codes with no exception class yet, kept so that no other error takes them.
