@@ -5,9 +5,12 @@ request ids, logs without secrets, and blocking work kept off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
+import queue
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +37,7 @@ from portal_core.server import (
     request_id,
     run_blocking,
 )
+from portal_core.server.logs import PlainQueueHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -439,3 +443,119 @@ def test_create_app_refuses_bad_settings():
         create_app(blocking_threads=0)
     with pytest.raises(ValueError):
         create_app(readiness_timeout_s=0)
+
+
+# -- the log thread ----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app, timeout_s: float = 5.0) -> AsyncIterator[None]:
+    """Runs the app's ASGI lifespan around the block, as uvicorn does (bounded waits)."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await asyncio.wait_for(outbox.get(), timeout_s))["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        done = await asyncio.wait_for(outbox.get(), timeout_s)
+        assert done["type"] == "lifespan.shutdown.complete", done
+        await asyncio.wait_for(task, timeout_s)
+
+
+class GatedHandler(logging.Handler):
+    """Holds every record until ``gate`` is set (at most 10 s), then writes it as JSON."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.gate = threading.Event()
+        self.writer_threads: set[str] = set()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.gate.wait(10)
+        self.writer_threads.add(threading.current_thread().name)
+        self.lines.append(self.format(record))
+
+
+def log_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "portal-core-log"]
+
+
+def test_log_lines_are_written_by_a_thread_stopped_at_shutdown():
+    """Under the lifespan the request's line is formatted and written by the log thread: a
+    request completes while the handler is held; at shutdown the thread writes what is
+    queued and ends, and the logger gets its handler back."""
+    logger = logging.getLogger("portal_core.server")
+    handler = GatedHandler()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    app = make_app()
+    headers = {"X-Request-Id": "rq-thread-1", "Authorization": f"Bearer {SECRET_TOKEN}"}
+    payload = {"data": b64url_encode(SECRET_FIELD.encode())}
+
+    async def scenario() -> None:
+        async with lifespan(app):
+            assert handler not in logger.handlers  # moved to the thread
+            assert len(log_threads()) == 1
+            r = await asyncio.wait_for(request(app, "GET", "/healthz", headers=headers), 5)
+            assert r.status_code == 200
+            r = await asyncio.wait_for(
+                request(app, "POST", "/echo", json=payload, headers=headers), 5
+            )
+            assert r.status_code == 200
+            assert handler.lines == []  # held in the thread: the requests did not wait
+            handler.gate.set()
+        assert handler in logger.handlers
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    finally:
+        handler.gate.set()
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    deadline = time.monotonic() + 5
+    while log_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log_threads() == []  # stopped at shutdown
+    assert handler.writer_threads == {"portal-core-log"}
+    lines = [json.loads(line) for line in handler.lines]
+    access = [line for line in lines if line["msg"] == "request"]
+    assert [(x["request_id"], x["path"], x["status"]) for x in access] == [
+        ("rq-thread-1", "/healthz", 200),
+        ("rq-thread-1", "/echo", 200),
+    ]
+    assert all(x["level"] == "INFO" and isinstance(x["duration_ms"], float) for x in access)
+    text = "\n".join(handler.lines)
+    for secret in (SECRET_TOKEN, SECRET_FIELD, payload["data"], "Bearer"):
+        assert secret not in text
+
+
+def test_the_queue_carries_plain_fields_only():
+    """What goes through the queue: plain values, the message already merged, a traceback
+    as text; never an exception object, a traceback's frames or an arbitrary object."""
+
+    class Body:
+        def __str__(self) -> str:
+            return "<body>"
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("portal_core.server").makeRecord(
+            "portal_core.server", logging.ERROR, __file__, 1, "failed %s", ("x",),
+            sys.exc_info(), extra={"request_id": "rq-1", "body": Body()},
+        )  # fmt: skip
+    fields = PlainQueueHandler(queue.SimpleQueue()).prepare(record)
+    assert isinstance(fields, dict)
+    assert all(type(v) in (str, int, float, bool, type(None)) for v in fields.values()), fields
+    assert fields["msg"] == "failed x" and "args" not in fields and "exc_info" not in fields
+    assert fields["body"] == "<body>" and fields["request_id"] == "rq-1"
+    assert fields["exc_type"] == "ValueError" and "boom" in fields["exc"]
+    line = json.loads(JsonFormatter().format(logging.makeLogRecord(fields)))
+    assert line["msg"] == "failed x" and line["exc_type"] == "ValueError"

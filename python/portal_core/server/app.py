@@ -16,16 +16,16 @@ pool, so the event loop keeps serving while it runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -34,7 +34,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal_core.exceptions import PortalError
-from portal_core.server.logs import LOGGER_NAME, configure_logging, new_request_id
+from portal_core.server.logs import (
+    LOGGER_NAME,
+    LogThread,
+    configure_logging,
+    log_fields,
+    new_request_id,
+)
 from portal_core.server.logs import valid_request_id as _valid_request_id
 from portal_core.server.openapi import build_openapi
 from portal_core.server.problems import (
@@ -154,9 +160,15 @@ class _RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        given = headers.get("x-request-id")
+        given: str | None = None
+        declared: str | None = None
+        for key, value in scope["headers"]:  # one pass, no Headers object (names are lowercase)
+            if key == b"x-request-id" and given is None:
+                given = value.decode("latin-1")
+            elif key == b"content-length" and declared is None:
+                declared = value.decode("latin-1")
         rid = given if given is not None and _valid_request_id(given) else new_request_id()
+        rid_header = (b"x-request-id", rid.encode("ascii"))
         scope.setdefault("state", {})["request_id"] = rid
         started = False
         status = 500
@@ -168,7 +180,10 @@ class _RequestContext:
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
-                MutableHeaders(scope=message)["X-Request-Id"] = rid
+                message["headers"] = [
+                    *(h for h in message.get("headers", ()) if h[0].lower() != b"x-request-id"),
+                    rid_header,
+                ]
             await send(message)
 
         async def receive_capped() -> Message:
@@ -181,7 +196,7 @@ class _RequestContext:
             return message
 
         try:
-            early = self._check_length(headers.get("content-length"), rid)
+            early = self._check_length(declared, rid)
             if early is not None:
                 await early(scope, receive, send_with_id)
             else:
@@ -199,9 +214,11 @@ class _RequestContext:
             await response(scope, receive, send_with_id)
         finally:
             client = scope.get("client")
-            self.log.info(
+            log_fields(
+                self.log,
+                logging.INFO,
                 "request",
-                extra={
+                {
                     "request_id": rid,
                     "method": scope.get("method"),
                     "path": scope.get("path"),  # never the query string
@@ -326,6 +343,16 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return JsonResponse(openapi)
 
+    log_thread = LogThread(log)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log_thread.start()
+        try:
+            yield
+        finally:  # the thread writes what is queued, then ends (bounded: 5 s)
+            await anyio.to_thread.run_sync(log_thread.stop)
+
     app = Starlette(
         debug=False,
         routes=[
@@ -336,6 +363,7 @@ def create_app(
         ],
         middleware=[Middleware(_RequestContext, max_body_bytes=max_body_bytes, logger=log)],
         exception_handlers=_handlers(log),
+        lifespan=lifespan,
     )
     app.state.blocking = BlockingRunner(blocking_threads)
     return app
