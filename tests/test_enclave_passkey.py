@@ -255,7 +255,7 @@ def test_concurrent_finishes_use_a_challenge_once(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert outcomes.count(KEY) == 1
     assert sum(isinstance(o, ChallengeRejected) for o in outcomes) == 7

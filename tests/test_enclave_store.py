@@ -285,7 +285,7 @@ def test_challenges_are_taken_once(store: SqliteEnclaveStore) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert [t for t in taken if t is not None] == [record]
     assert taken.count(None) == 11

@@ -548,7 +548,7 @@ def test_concurrent_wrong_guesses_threads(vault: PinVault, monkeypatch) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     # Exactly five guesses were ever evaluated, each against a distinct counter value.
     assert sorted(evaluated) == [0, 1, 2, 3, 4]
@@ -599,9 +599,9 @@ def test_concurrent_wrong_guesses_processes(vault: PinVault, hsm_env, enclave_db
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=120)
+            t.join(timeout=60)
         assert not any(t.is_alive() for t in threads)
-        outcomes = local + [o for child in children for o in child.result(timeout=300)]
+        outcomes = local + [o for child in children for o in child.result(timeout=60)]
     assert len(outcomes) == 32
     assert "released" not in outcomes
     # Ten tries in all, whoever made them: nine answered "wrong", the tenth destroyed it.
@@ -665,7 +665,7 @@ def test_process_killed_after_the_commit(
         args=(hsm_env, str(enclave_db), vault.key_name, "s", OWNER, WRONG[0], step),
     )
     child.start()
-    child.join(timeout=300)
+    child.join(timeout=60)
     assert child.exitcode == 17  # killed at the checkpoint, before any answer
     # The spent try survived the process: it was committed (and synced) before the check.
     assert vault.status("s", owner=OWNER).tries_left == 9
@@ -725,7 +725,7 @@ def test_vault_works_without_webauthn() -> None:
         "    print(err)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'portal-core-mpc[enclave]'" in out.stdout
 

@@ -62,7 +62,7 @@ def crate_data_dir() -> Path | None:
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=60,
             check=True,
         )
     except (OSError, subprocess.SubprocessError):

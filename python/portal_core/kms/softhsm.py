@@ -136,7 +136,7 @@ def _softhsm_util(args: list[str], conf: Path) -> subprocess.CompletedProcess[st
         raise HsmConfigError(f"softhsm2-util not found: {_INSTALL}, then run this again")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     return subprocess.run(  # noqa: S603 - a fixed executable with arguments we build
-        [exe, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [exe, *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
 
 
