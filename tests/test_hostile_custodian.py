@@ -35,7 +35,7 @@ from backup_helpers import (
 )
 from portal_core import envelope, kdf, shares
 from portal_core.backup import Argon2Params, LocalCustodian, WalletClient, document
-from portal_core.backup.api import PairInfo, WalletInfo
+from portal_core.backup.api import PairInfo, SessionOffer, WalletInfo
 from portal_core.enclave import PinVault, SqliteEnclaveStore
 from portal_core.enclave.pin import derive_key, stretch_pin
 from portal_core.exceptions import (
@@ -403,3 +403,19 @@ def test_a_backup_pair_of_another_wallet_is_never_counted(world):
             device.is_wallet_backed_up()
         with pytest.raises(CustodianMismatch):
             device.available_recovery_methods()
+
+
+def test_a_backup_offer_for_fewer_curves_is_refused(world):
+    # A backup covering one curve would complete and leave the other unrecoverable.
+    custodian, alice = world.new_wallet()
+
+    def one_curve(offer: SessionOffer) -> SessionOffer:
+        return replace(offer, share_ids={"SECP256K1": offer.share_ids["SECP256K1"]})
+
+    lying = LyingCustodian(custodian, begin_backup=one_curve)
+    device = WalletClient(lying, alice.client_id, device=alice.device, argon2=FAST)
+    with pytest.raises(CustodianMismatch, match="other curves"):
+        device.backup_wallet("CUSTOM", key_dir=str(world.key_dir))
+    # Nothing was left behind: the session was aborted and no backup exists.
+    assert custodian.list_backup_pairs(alice.client_id) == []
+    assert custodian.store.get_lock(alice.client_id) is None

@@ -516,7 +516,13 @@ class WalletClient:
 
         p.step(Status.GENERATING)
         offer = self.custodian.begin_backup(self.client_id, method)
-        assert offer.backup_id is not None
+        if offer.backup_id is None or set(offer.share_ids) != set(wallet.curves):
+            # A backup of fewer curves would complete and leave a curve unrecoverable.
+            self._abort(offer.session_id, None, None)
+            raise CustodianMismatch(
+                f"the custodian offered a backup of {sorted(offer.share_ids)} without a backup "
+                f"id or for other curves than the wallet's {sorted(wallet.curves)}"
+            )
         binding = KeyBinding(
             self.client_id, wallet.wallet_id, offer.backup_id, method, wallet.keepers
         )

@@ -9,19 +9,15 @@ import base64
 import binascii
 import json
 import os
-import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 from portal_core.backup.errors import DeviceStoreError
-from portal_core.backup.files import remove_private, write_private
+from portal_core.backup.files import FILE_NAME, remove_private, write_private
 
 __all__ = ["DeviceStore", "DeviceStoreError", "FileDevice", "MemoryDevice"]
-
-# Client ids name files: a conservative alphabet, no separators, no leading dot.
-_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 class DeviceStore(Protocol):
@@ -54,7 +50,7 @@ class FileDevice:
         return f"FileDevice({str(self.directory)!r})"
 
     def _path(self, client_id: str) -> Path:
-        if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+        if not isinstance(client_id, str) or not FILE_NAME.fullmatch(client_id):
             raise ValueError(f"client id {client_id!r} cannot name a device file")
         return self.directory / f"{client_id}.device"
 

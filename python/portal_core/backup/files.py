@@ -7,10 +7,15 @@ umask, fsynced, renamed over the target, and then the directory is fsynced.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
-__all__ = ["fsync_directory", "remove_private", "write_private"]
+__all__ = ["FILE_NAME", "fsync_directory", "remove_private", "write_private"]
+
+# What may name a file of the device's (a key slot, a client id): a conservative alphabet,
+# no path separators, no leading dot.
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def fsync_directory(directory: Path) -> None:

@@ -16,7 +16,6 @@ backup openable. The flows delete the old slot only after the new backup complet
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import stat
 from collections.abc import Callable, Mapping
@@ -26,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from portal_core.backup.api import Keepers
 from portal_core.backup.errors import NoValidBackup, UnsupportedBackupMethod
-from portal_core.backup.files import remove_private, write_private
+from portal_core.backup.files import FILE_NAME, remove_private, write_private
 from portal_core.store.custodian_records import BACKUP_METHODS
 
 __all__ = [
@@ -43,8 +42,6 @@ __all__ = [
 ]
 
 KEY_LEN = 32
-# Slots name files: a conservative alphabet, no path separators, no leading dot.
-_SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 # Why each method that this build cannot serve by itself is unavailable.
 _NOT_CONFIGURED = {
@@ -93,7 +90,7 @@ class KeyBinding:
     @property
     def slot(self) -> str:
         slot = f"{self.wallet_id}.{self.backup_id}"
-        if not _SLOT.fullmatch(slot):
+        if not FILE_NAME.fullmatch(slot):
             raise ValueError(
                 f"ids {self.wallet_id!r} and {self.backup_id!r} do not form a key slot"
             )
@@ -234,7 +231,7 @@ class FileKeyStorage:
         base = Path(directory)
 
         def make(slot: str) -> FileKeyStorage:
-            if not _SLOT.fullmatch(slot):
+            if not FILE_NAME.fullmatch(slot):
                 raise ValueError(f"invalid key slot name {slot!r}")
             try:
                 base.mkdir(mode=0o700, parents=True, exist_ok=True)
