@@ -527,6 +527,90 @@ def test_secret_holders_cannot_be_pickled_or_copied(curve):
             copy.deepcopy(obj)
 
 
+# --- suspended parties ---------------------------------------------------------------------
+
+
+def fresh_parties(curve: str) -> list[tuple[Any, Any]]:
+    """(client, custodian) parties of a key generation, a backup and a recovery, not started."""
+    pair = keygen(curve, "w-s")
+    backup = reshare(pair, "bk-1", BACKUP, "p-1")
+    return [
+        (
+            KeyGen(curve, CLIENT, "kg-s", wallet_id="w-s"),
+            KeyGen(curve, CUSTODIAN, "kg-s", wallet_id="w-s"),
+        ),
+        (
+            Reshare(pair[0], "bk-2", new_kind=BACKUP, new_share_id="p-2"),
+            Reshare(pair[1], "bk-2", new_kind=BACKUP, new_share_id="p-2"),
+        ),
+        (
+            Reshare(backup[0], "rc-1", new_kind=SIGNING, new_share_id="w-s"),
+            Reshare(backup[1], "rc-1", new_kind=SIGNING, new_share_id="w-s"),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_a_resumed_party_commits_and_finishes_as_the_suspended_one(curve):
+    for client, custodian in fresh_parties(curve):
+        state = custodian.suspend()
+        assert shares.STATE_VERSION == 1 and state[:3] == b"PT\x01"
+        resumed = shares.resume(bytearray(state))  # any buffer
+        assert type(resumed) is type(custodian)
+        assert (resumed.curve, resumed.role, resumed.session_id) == (
+            curve,
+            CUSTODIAN,
+            custodian.session_id,
+        )
+        assert resumed.suspend() == state  # nothing drawn again
+        cc, cs = client.commit(), custodian.commit()
+        assert resumed.commit() == cs
+        rc = client.reveal(cs)
+        custodian.reveal(cc)
+        answer = resumed.reveal(cc)
+        ours, theirs = custodian.finish(rc), resumed.finish(rc)
+        assert ours.to_secret_bytes() == theirs.to_secret_bytes()
+        shares.eject(client.finish(answer), theirs)
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_only_a_party_not_yet_committed_is_suspended(curve):
+    for _, party in fresh_parties(curve):
+        party.commit()
+        with pytest.raises(ValueError, match=r"before commit\(\)"):
+            party.suspend()
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_bad_suspended_states_are_refused(curve):
+    for _, party in fresh_parties(curve):
+        state = party.suspend()
+        for bad in (state[:-1], state + b"\x00", b"", b"PS" + state[2:], b"garbage" * 20):
+            with pytest.raises(InvalidShare):
+                shares.resume(bad)
+        tail = 64 if isinstance(party, KeyGen) else 96
+        at = len(state) - tail
+        for scalar in (bytes(32), b"\xff" * 32):
+            with pytest.raises(InvalidShare, match=r"zero|not canonical") as e:
+                shares.resume(state[:at] + scalar + state[at + 32 :])
+            assert state[at : at + 32].hex() not in str(e.value)
+    with pytest.raises(TypeError):
+        shares.resume("PT")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_a_suspended_state_never_shows_in_a_repr(curve):
+    for _, party in fresh_parties(curve):
+        state = party.suspend()
+        resumed = shares.resume(state)
+        for obj in (party, resumed):
+            for text in (repr(obj), str(obj)):
+                assert state.hex() not in text
+                assert state[-32:].hex() not in text
+        with pytest.raises((TypeError, pickle.PicklingError)):
+            pickle.dumps(resumed)
+
+
 def test_invalid_share_is_a_portal_error():
     assert issubclass(InvalidShare, PortalError)
     with pytest.raises(PortalError):

@@ -16,6 +16,10 @@ steps that map one-to-one onto HTTP calls::
 :class:`Reshare` runs the same three steps to make new shares of the same key:
 a backup (``new_kind=BACKUP``, a new pair id), a recovery (``new_kind=SIGNING`` from
 backup shares), or a refresh. :func:`eject` combines a client and a custodian share.
+
+A party not yet committed can be suspended to bytes and resumed, in another process if
+need be (``state = party.suspend()`` ... ``party = resume(state)``): the custodian keeps
+its sessions that way, sealed, in its store. The bytes hold the party's secret.
 Protocols, formats and test vectors: ``docs/shares.md``.
 """
 
@@ -32,6 +36,7 @@ EjectedKey = _shares.EjectedKey
 eject = _shares.eject
 address = _shares.address
 check_public_shares = _shares.check_public_shares
+resume = _shares.resume
 
 SECP256K1: str = _shares.SECP256K1
 ED25519: str = _shares.ED25519
@@ -41,6 +46,7 @@ CUSTODIAN: str = _shares.CUSTODIAN
 SIGNING: str = _shares.SIGNING
 BACKUP: str = _shares.BACKUP
 FORMAT_VERSION: int = _shares.FORMAT_VERSION
+STATE_VERSION: int = _shares.STATE_VERSION
 
 
 class _Party(Protocol):
@@ -72,6 +78,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SECP256K1",
     "SIGNING",
+    "STATE_VERSION",
     "EjectedKey",
     "KeyGen",
     "Reshare",
@@ -79,5 +86,6 @@ __all__ = [
     "address",
     "check_public_shares",
     "eject",
+    "resume",
     "run_local",
 ]

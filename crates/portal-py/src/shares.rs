@@ -130,6 +130,11 @@ impl PyShare {
 }
 
 /// The steps shared by `KeyGen` and `Reshare`.
+fn suspend<'py>(s: &Session, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    // The Python copy cannot be wiped (bytes are immutable); the Rust one is, when dropped.
+    Ok(PyBytes::new(py, &s.suspend().map_err(to_py)?))
+}
+
 fn commit<'py>(s: &mut Session, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(py, &s.commit().map_err(to_py)?))
 }
@@ -183,6 +188,10 @@ macro_rules! session_class {
             #[getter]
             fn session_id(&self) -> &str {
                 self.0.session_id()
+            }
+
+            fn suspend<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+                suspend(&self.0, py)
             }
 
             fn commit<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
@@ -246,6 +255,17 @@ session_class!(
         }
     }
 );
+
+/// The party a `suspend()` wrote, in its initial state: a `KeyGen` or a `Reshare`.
+#[pyfunction]
+fn resume<'py>(py: Python<'py>, state: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let state = input(state, "state")?;
+    let session = Session::resume(state.as_slice()).map_err(to_py)?;
+    Ok(match session.protocol() {
+        sh::Protocol::KeyGen => Bound::new(py, KeyGen(session))?.into_any(),
+        sh::Protocol::Reshare => Bound::new(py, Reshare(session))?.into_any(),
+    })
+}
 
 /// A wallet's private key, reconstructed by `eject`. `repr` never shows it.
 #[pyclass(frozen, module = "portal_core._rust.shares", name = "EjectedKey")]
@@ -326,6 +346,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KeyGen>()?;
     m.add_class::<Reshare>()?;
     m.add_class::<EjectedKey>()?;
+    m.add_function(wrap_pyfunction!(resume, m)?)?;
     m.add_function(wrap_pyfunction!(eject, m)?)?;
     m.add_function(wrap_pyfunction!(address, m)?)?;
     m.add_function(wrap_pyfunction!(check_public_shares, m)?)?;
@@ -336,5 +357,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SIGNING", Kind::Signing.name())?;
     m.add("BACKUP", Kind::Backup.name())?;
     m.add("FORMAT_VERSION", sh::FORMAT_VERSION)?;
+    m.add("STATE_VERSION", sh::STATE_VERSION)?;
     Ok(())
 }

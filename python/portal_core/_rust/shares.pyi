@@ -12,6 +12,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SECP256K1",
     "SIGNING",
+    "STATE_VERSION",
     "EjectedKey",
     "KeyGen",
     "Reshare",
@@ -19,6 +20,7 @@ __all__ = [
     "address",
     "check_public_shares",
     "eject",
+    "resume",
 ]
 
 # Each class is a Rust type, @final: it cannot be subclassed (which also makes it a disjoint
@@ -31,6 +33,7 @@ CUSTODIAN: str
 SIGNING: str
 BACKUP: str
 FORMAT_VERSION: int
+STATE_VERSION: int
 
 @final
 class Share:
@@ -101,6 +104,17 @@ class KeyGen:
         Raises:
             ValueError: an unknown curve or role, or an id that is empty or over 255 bytes.
         """
+    def suspend(self) -> bytes:
+        """This party, before ``commit()``, as bytes :func:`resume` turns back into it.
+
+        The bytes hold the party's secret (its new share scalar and its nonce): seal them
+        (a KMS with a context naming the session), never log or store them in clear. A
+        resumed party's ``commit()`` returns the same commitment, and its session runs on as
+        this one would have. Format: docs/shares.md, "Suspended party state".
+
+        Raises:
+            ValueError: ``commit()`` has already run, or the session failed.
+        """
     def commit(self) -> bytes:
         """Step 1: this party's commitment message, for the peer.
 
@@ -143,6 +157,18 @@ class Reshare:
         Raises:
             ValueError: an unknown kind, or an id that is empty or over 255 bytes.
         """
+    def suspend(self) -> bytes:
+        """This party, before ``commit()``, as bytes :func:`resume` turns back into it.
+
+        The bytes hold the party's secret (the share scalar it reshares, its nonce and its
+        reshare seed): seal them (a KMS with a context naming the session), never log or
+        store them in clear. A resumed party's ``commit()`` returns the same commitment, and
+        its session runs on as this one would have. Format: docs/shares.md, "Suspended party
+        state".
+
+        Raises:
+            ValueError: ``commit()`` has already run, or the session failed.
+        """
     def commit(self) -> bytes:
         """Step 1: this party's commitment message, for the peer.
 
@@ -179,6 +205,21 @@ class EjectedKey:
     scalar (a scalar, not an RFC 8032 seed: see docs/shares.md)."""
     public_key: bytes
     address: str
+
+def resume(state: Buffer) -> KeyGen | Reshare:
+    """The party a ``suspend()`` wrote, in its initial state: a :class:`KeyGen` or a
+    :class:`Reshare`, as its protocol says.
+
+    The session digest, public share and commitment are recomputed from ``state``, so
+    ``resume(p.suspend()).commit() == p.commit()``.
+
+    Raises:
+        portal_core.exceptions.InvalidShare: ``state`` is not exactly a suspended party:
+            truncated or trailing bytes, bad magic, unknown version, curve, role, protocol
+            or kind, an empty or non-UTF-8 id, an invalid point, a zero or non-canonical
+            scalar. The message never holds the scalar.
+        TypeError: ``state`` is not a bytes-like object.
+    """
 
 def eject(client_share: Share, custodian_share: Share) -> EjectedKey:
     """``x = x_client + x_custodian``, checked: ``x·G`` must be the wallet's public key.

@@ -24,6 +24,18 @@
 //! rogue-key choice `X_i = T - X_peer`, whose discrete log the attacker
 //! does not know. In a reshare the delta is a hash of both seeds, so it is
 //! uniform if either party is honest.
+//!
+//! Suspended state (a party in state New as bytes, [`Exchange::suspend`] /
+//! [`Exchange::resume`]; secret: seal it):
+//!
+//! ```text
+//! state := "PT" | version u8 = 1 | curve u8 | role u8 | params (as in messages)
+//!          | scalar [32] | nonce [32] | [ reshare only: seed [32] ]
+//! ```
+//!
+//! The session digest, the public share `x_i·G`, the reshare's public key
+//! (read from the params) and the commitment are recomputed on resume, so a
+//! resumed party commits to exactly what the suspended one would have.
 
 use zeroize::Zeroizing;
 
@@ -32,7 +44,15 @@ use super::message::{self, Input, Params, Protocol, Step};
 use super::share::{check_id, CurveShare};
 use super::transcript::{digests_equal, Proof, Transcript, HASH_LEN};
 use super::{invalid, Kind, Role};
+use crate::codec::{CodecError, Reader};
 use crate::{rand, Error, Result};
+
+/// The two magic bytes that start a suspended party ("party state").
+pub const STATE_MAGIC: &[u8; 2] = b"PT";
+/// The only suspended-state format version so far.
+pub const STATE_VERSION: u8 = 1;
+/// Fixed bytes before the parameters: magic, version, curve, role.
+const STATE_HEADER_LEN: usize = 2 + 1 + 1 + 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -86,6 +106,24 @@ impl<G: Group> Exchange<G> {
         secret: Secret<G>,
         public_key: Option<G::Point>,
     ) -> Result<Self> {
+        let nonce = random32()?;
+        let seed = match params.protocol {
+            Protocol::KeyGen => None,
+            Protocol::Reshare => Some(Zeroizing::new(random32()?)),
+        };
+        Self::assemble(role, params, secret, public_key, nonce, seed)
+    }
+
+    /// A party in state New from its parts: the session digest, public
+    /// share and commitment are computed here, from the parts alone.
+    fn assemble(
+        role: Role,
+        params: Params,
+        secret: Secret<G>,
+        public_key: Option<G::Point>,
+        nonce: [u8; HASH_LEN],
+        seed: Option<Zeroizing<[u8; HASH_LEN]>>,
+    ) -> Result<Self> {
         check_id(&params.session_id, "session_id")?;
         check_id(&params.new_id, "the new share's id")?;
         let session = Transcript::new("session")
@@ -93,11 +131,6 @@ impl<G: Group> Exchange<G> {
             .field(&params.encode()?)
             .digest();
         let public = secret.public();
-        let nonce = random32()?;
-        let seed = match params.protocol {
-            Protocol::KeyGen => None,
-            Protocol::Reshare => Some(Zeroizing::new(random32()?)),
-        };
         let commitment = commitment::<G>(
             &session,
             role,
@@ -174,6 +207,109 @@ impl<G: Group> Exchange<G> {
 
     pub fn session_id(&self) -> &str {
         &self.params.session_id
+    }
+
+    /// This party, before [`Exchange::commit`], as bytes (the format is in
+    /// this module's documentation and in `docs/shares.md`):
+    /// everything [`Exchange::resume`] needs to rebuild it, secret scalar,
+    /// nonce and seed included. Seal it; never log it.
+    ///
+    /// Only state New can be suspended: a committed party's next step
+    /// depends on what it has answered since, which this format does not hold.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] in any state but New.
+    pub fn suspend(&self) -> Result<Zeroizing<Vec<u8>>> {
+        if self.state != State::New {
+            return Err(Error::arg(
+                "suspend() cannot run now: only a party in its initial state \
+                 (before commit()) can be suspended",
+            ));
+        }
+        let secret = self.secret.as_ref().expect("held in state New");
+        let params = self.params.encode()?;
+        let seed_len = if self.seed.is_some() { HASH_LEN } else { 0 };
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            STATE_HEADER_LEN + params.len() + 32 + HASH_LEN + seed_len,
+        ));
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&[STATE_VERSION, G::CURVE.id(), self.role.id()]);
+        out.extend_from_slice(&params);
+        out.extend_from_slice(G::scalar_to_bytes(secret.get()).as_ref());
+        out.extend_from_slice(&self.nonce);
+        if let Some(seed) = &self.seed {
+            out.extend_from_slice(seed.as_ref());
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds a party suspended by [`Exchange::suspend`], in state New: its
+    /// [`Exchange::commit`] returns the commitment the suspended party would have.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShare`] for anything but the exact encoding of a
+    /// suspended party on curve `G`: short or long input, bad magic, unknown
+    /// version, another curve, an unknown role, protocol or kind, an empty
+    /// or non-UTF-8 id, a reshare's public key that is not a valid point, a
+    /// scalar that is zero or not below the group order, or (reshare) a
+    /// public share equal to the public key. The message never holds the scalar.
+    pub fn resume(bytes: &[u8]) -> Result<Self> {
+        let truncated = |_: CodecError| invalid("suspended party state is truncated");
+        let mut r = Reader::new(bytes);
+        if r.take(STATE_MAGIC.len()).map_err(truncated)? != STATE_MAGIC {
+            return Err(invalid("not a suspended party state (bad magic)"));
+        }
+        let version = r.u8().map_err(truncated)?;
+        if version != STATE_VERSION {
+            return Err(invalid(format!(
+                "unsupported party state version {version} (this build reads version {STATE_VERSION})"
+            )));
+        }
+        let curve = r.u8().map_err(truncated)?;
+        if curve != G::CURVE.id() {
+            return Err(invalid(match super::Curve::from_id(curve) {
+                None => format!("unknown curve id {curve}"),
+                Some(c) => format!("party state is for {}, not {}", c.name(), G::CURVE.name()),
+            }));
+        }
+        let role = r.u8().map_err(truncated)?;
+        let role = Role::from_id(role).ok_or_else(|| invalid(format!("unknown role {role}")))?;
+        let params = Params::decode(&mut r, G::POINT_LEN)?;
+        let public_key = match &params.input {
+            None => None,
+            Some(input) => Some(G::decode(&input.public_key).ok_or_else(|| {
+                invalid(format!(
+                    "the reshared wallet's public key is not a valid {} point",
+                    G::CURVE.name()
+                ))
+            })?),
+        };
+        let mut scalar = Zeroizing::new([0u8; 32]);
+        scalar.copy_from_slice(r.array::<32>().map_err(truncated)?);
+        let secret = G::scalar_from_canonical(&scalar)
+            .map(Secret::<G>::new)
+            .ok_or_else(|| invalid("party scalar is not canonical (not below the group order)"))?;
+        if G::scalar_is_zero(secret.get()) {
+            return Err(invalid("party scalar is zero"));
+        }
+        if public_key.is_some_and(|x| x == secret.public()) {
+            // As for a serialized share: X = X_i would make the peer's share zero.
+            return Err(invalid("party public share equals the public key"));
+        }
+        let nonce = *r.array::<HASH_LEN>().map_err(truncated)?;
+        let seed = match params.protocol {
+            Protocol::KeyGen => None,
+            Protocol::Reshare => Some(Zeroizing::new(*r.array::<HASH_LEN>().map_err(truncated)?)),
+        };
+        if !r.rest().is_empty() {
+            return Err(invalid(format!(
+                "party state has {} trailing bytes",
+                r.rest().len()
+            )));
+        }
+        // Ids are str8 fields, so at most 255 bytes; decode refused empty ones.
+        Self::assemble(role, params, secret, public_key, nonce, seed)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// Step 1: this party's commitment message.

@@ -91,6 +91,67 @@ impl Params {
     }
 }
 
+impl Params {
+    /// Reads parameters as [`Params::encode`] writes them, for a curve whose
+    /// points are `point_len` bytes (the reshare's public key is read as
+    /// bytes; the caller decodes it as a point). Used by suspended states
+    /// (`exchange`), never by message parsing, which compares field by field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShare`]: truncated, an unknown protocol or kind, an
+    /// empty or non-UTF-8 id, or a key generation whose new share is not a
+    /// signing share.
+    pub fn decode(r: &mut Reader<'_>, point_len: usize) -> Result<Self> {
+        let protocol = match r.u8().map_err(params_truncated)? {
+            1 => Protocol::KeyGen,
+            2 => Protocol::Reshare,
+            other => return Err(invalid(format!("unknown protocol {other}"))),
+        };
+        let session_id = id8(r, "session id")?;
+        let new_kind = kind(r.u8().map_err(params_truncated)?)?;
+        let new_id = id8(r, "new share id")?;
+        let input = match protocol {
+            Protocol::KeyGen => {
+                if new_kind != Kind::Signing {
+                    return Err(invalid("a key generation makes signing shares only"));
+                }
+                None
+            }
+            Protocol::Reshare => Some(Input {
+                public_key: r.take(point_len).map_err(params_truncated)?.to_vec(),
+                kind: kind(r.u8().map_err(params_truncated)?)?,
+                id: id8(r, "input share id")?,
+            }),
+        };
+        Ok(Params {
+            protocol,
+            session_id,
+            new_kind,
+            new_id,
+            input,
+        })
+    }
+}
+
+/// The error of every read past the end of encoded parameters.
+fn params_truncated(_: CodecError) -> Error {
+    invalid("the session parameters are truncated")
+}
+
+fn kind(id: u8) -> Result<Kind> {
+    Kind::from_id(id).ok_or_else(|| invalid(format!("unknown share kind {id}")))
+}
+
+/// A non-empty `str8` id, owned.
+fn id8(r: &mut Reader<'_>, what: &str) -> Result<String> {
+    let id = std::str::from_utf8(r.prefixed8().map_err(params_truncated)?)
+        .map_err(|_| invalid(format!("the {what} is not UTF-8")))?;
+    if id.is_empty() {
+        return Err(invalid(format!("the {what} is empty")));
+    }
+    Ok(id.to_owned())
+}
+
 /// The error of every read past the end of a message.
 fn truncated(_: CodecError) -> Error {
     invalid("protocol message is truncated")

@@ -6,7 +6,8 @@
 //! A wallet's private scalar is `x = x_client + x_custodian (mod order)`; its
 //! public key is `X = x·G` and each party's public share is `X_i = x_i·G`.
 //! A party's secret lives in a [`Share`] or a [`Session`] and leaves only
-//! as [`Share::to_secret_bytes`] (for sealing) or through [`eject`].
+//! as [`Share::to_secret_bytes`] or [`Session::suspend`] (both for sealing)
+//! or through [`eject`].
 //!
 //! * [`Session::keygen`]: a new wallet; neither party chooses `X` alone.
 //! * [`Session::reshare`]: new shares of the same `x` under a new id: a backup
@@ -29,6 +30,7 @@ mod tests;
 use zeroize::Zeroizing;
 
 pub use eject::Ejected;
+pub use exchange::STATE_VERSION;
 pub use message::Protocol;
 pub use share::VERSION as FORMAT_VERSION;
 
@@ -412,6 +414,40 @@ impl Session {
     /// The id both parties gave the session.
     pub fn session_id(&self) -> &str {
         on_curve!(Session, self, s => s.session_id())
+    }
+
+    /// This party, before [`Session::commit`], as bytes that
+    /// [`Session::resume`] turns back into it: so a service can keep a
+    /// session outside its memory between requests (sealed: the bytes hold
+    /// the party's secret scalar, nonce and reshare seed). Format:
+    /// `docs/shares.md`, "Suspended party state".
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] once [`Session::commit`] has run (or the
+    /// session failed): only a party in its initial state is suspended.
+    pub fn suspend(&self) -> Result<Zeroizing<Vec<u8>>> {
+        on_curve!(Session, self, s => s.suspend())
+    }
+
+    /// The party [`Session::suspend`] wrote, in its initial state: its
+    /// [`Session::commit`] returns the same commitment, and the session runs
+    /// on as the suspended party would have. The session digest, the public
+    /// share and the commitment are recomputed from the bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShare`] for anything but the exact encoding of a
+    /// suspended party: truncated or trailing bytes, bad magic, unknown
+    /// version, curve, role, protocol or kind, an empty or non-UTF-8 id, a
+    /// point in the parameters that is not valid, a zero or non-canonical
+    /// scalar. The message never holds the scalar.
+    pub fn resume(bytes: &[u8]) -> Result<Self> {
+        // magic (2) and version (1) are checked by the curve's decoder.
+        match bytes.get(3).copied().map(Curve::from_id) {
+            Some(Some(Curve::Secp256k1)) => Ok(Session::Secp256k1(Exchange::resume(bytes)?)),
+            Some(Some(Curve::Ed25519)) => Ok(Session::Ed25519(Exchange::resume(bytes)?)),
+            // Either decoder names what is wrong first (bad magic, truncation, the curve).
+            _ => Exchange::<Secp256k1>::resume(bytes).map(Session::Secp256k1),
+        }
     }
 
     /// Step 1: this party's commitment.

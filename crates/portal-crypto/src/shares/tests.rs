@@ -469,3 +469,209 @@ fn published_vectors() {
         );
     }
 }
+
+// -- suspended parties -------------------------------------------------------
+
+/// The custodian's parties of each protocol on `curve`, fresh (state New),
+/// with the client's party each runs against.
+fn fresh_parties(curve: Curve) -> Vec<(&'static str, Session, Session)> {
+    let pair = keygen(curve, "wallet-s");
+    let backup = reshare(&pair, "bk-s", Kind::Backup, "pair-s").unwrap();
+    vec![
+        (
+            "keygen",
+            Session::keygen(curve, Role::Client, "kg-s", "wallet-s").unwrap(),
+            Session::keygen(curve, Role::Custodian, "kg-s", "wallet-s").unwrap(),
+        ),
+        (
+            "backup",
+            Session::reshare(&pair.0, "bk-2", Kind::Backup, "pair-2").unwrap(),
+            Session::reshare(&pair.1, "bk-2", Kind::Backup, "pair-2").unwrap(),
+        ),
+        (
+            "recovery",
+            Session::reshare(&backup.0, "rc-s", Kind::Signing, "wallet-s").unwrap(),
+            Session::reshare(&backup.1, "rc-s", Kind::Signing, "wallet-s").unwrap(),
+        ),
+    ]
+}
+
+/// Where the scalar sits in a suspended party: the last 64 bytes of a
+/// keygen state are scalar and nonce, of a reshare state scalar, nonce, seed.
+fn state_scalar(state: &[u8], protocol: Protocol) -> core::ops::Range<usize> {
+    let tail = match protocol {
+        Protocol::KeyGen => 64,
+        Protocol::Reshare => 96,
+    };
+    state.len() - tail..state.len() - tail + 32
+}
+
+#[test]
+fn a_resumed_party_commits_and_finishes_as_the_suspended_one() {
+    for curve in CURVES {
+        for (what, mut client, mut original) in fresh_parties(curve) {
+            let state = original.suspend().unwrap();
+            let mut resumed = Session::resume(&state).unwrap();
+            assert_eq!(
+                (resumed.curve(), resumed.role(), resumed.protocol()),
+                (curve, Role::Custodian, original.protocol()),
+                "{what}"
+            );
+            assert_eq!(resumed.session_id(), original.session_id());
+            // Re-suspending gives the same bytes: nothing is drawn again.
+            assert_eq!(*resumed.suspend().unwrap(), *state, "{curve:?} {what}");
+            let mut twice = Session::resume(&state).unwrap();
+
+            let cc = client.commit().unwrap();
+            let cs = original.commit().unwrap();
+            assert_eq!(resumed.commit().unwrap(), cs, "{curve:?} {what}");
+            assert_eq!(twice.commit().unwrap(), cs, "{curve:?} {what}");
+            let rc = client.reveal(&cs).unwrap();
+            let rs_original = original.reveal(&cc).unwrap();
+            let rs_resumed = resumed.reveal(&cc).unwrap();
+            let from_original = original.finish(&rc).unwrap();
+            let from_resumed = resumed.finish(&rc).unwrap();
+            assert_eq!(
+                *from_original.to_secret_bytes(),
+                *from_resumed.to_secret_bytes(),
+                "{curve:?} {what}"
+            );
+            // The client finishes against the resumed party's reveal too, and pairs.
+            let client_share = client.finish(&rs_resumed).unwrap();
+            eject(&client_share, &from_resumed).unwrap();
+            drop(rs_original);
+            // A resumed party still refuses its own commitment echoed back.
+            twice
+                .reveal(&cs)
+                .expect_err("own commitment must be refused");
+        }
+    }
+}
+
+#[test]
+fn only_a_party_in_its_initial_state_is_suspended() {
+    let refused = |r: Result<zeroize::Zeroizing<Vec<u8>>>, when: &str| match r {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("suspend()"), "{when}: {m}"),
+        other => panic!(
+            "{when}: expected InvalidArgument, got {:?}",
+            other.map(|_| ())
+        ),
+    };
+    for curve in CURVES {
+        for (what, mut client, mut custodian) in fresh_parties(curve) {
+            let cc = client.commit().unwrap();
+            let cs = custodian.commit().unwrap();
+            refused(custodian.suspend(), &format!("{what} committed"));
+            let rc = client.reveal(&cs).unwrap();
+            custodian.reveal(&cc).unwrap();
+            refused(custodian.suspend(), &format!("{what} revealed"));
+            custodian.finish(&rc).unwrap();
+            refused(custodian.suspend(), &format!("{what} done"));
+            // A failed session neither.
+            let (_, mut c2, mut s2) = fresh_parties(curve).remove(0);
+            c2.commit().unwrap();
+            s2.commit().unwrap();
+            assert!(s2.reveal(b"garbage").is_err());
+            refused(s2.suspend(), &format!("{what} failed"));
+        }
+    }
+}
+
+#[test]
+fn bad_suspended_states_are_refused() {
+    for curve in CURVES {
+        for (what, _, custodian) in fresh_parties(curve) {
+            let good = custodian.suspend().unwrap().to_vec();
+            let scalar = state_scalar(&good, custodian.protocol());
+            // Every truncation, and every trailing byte, is refused.
+            for n in 0..good.len() {
+                let msg = message_of(Session::resume(&good[..n]));
+                assert!(
+                    msg.contains("truncated") || msg.contains("empty"),
+                    "{curve:?} {what} at {n}: {msg}"
+                );
+            }
+            let mut long = good.clone();
+            long.push(0);
+            assert!(message_of(Session::resume(&long)).contains("trailing"));
+
+            let with = |at: usize, b: u8| {
+                let mut v = good.clone();
+                v[at] = b;
+                v
+            };
+            let with_scalar = |s: [u8; 32]| {
+                let mut v = good.clone();
+                v[scalar.clone()].copy_from_slice(&s);
+                v
+            };
+            let mut cases: Vec<(Vec<u8>, &str)> = vec![
+                (with(0, b'X'), "bad magic"),
+                (with(2, 2), "version 2"),
+                (with(3, 9), "unknown curve id 9"),
+                (with(4, 0), "unknown role 0"),
+                (with(5, 3), "unknown protocol 3"),
+                (with_scalar([0xff; 32]), "not canonical"),
+                (with_scalar([0; 32]), "zero"),
+                (vec![], "truncated"),
+            ];
+            // The kind after the session id, and a non-UTF-8 session id.
+            let sid_len = usize::from(good[6]);
+            cases.push((with(7 + sid_len, 7), "unknown share kind 7"));
+            cases.push((with(7, 0xff), "not UTF-8"));
+            if custodian.protocol() == Protocol::KeyGen {
+                cases.push((with(7 + sid_len, Kind::Backup.id()), "signing shares only"));
+            } else {
+                // The reshared key: after the new id, a point that does not decode.
+                let new_id_len = usize::from(good[8 + sid_len]);
+                let at = 9 + sid_len + new_id_len;
+                let mut bad_point = good.clone();
+                bad_point[at..at + curve.point_len()].fill(0xff);
+                cases.push((bad_point, "not a valid"));
+                // A scalar whose public share is the wallet's public key.
+                let (own, _) = keygen(curve, "other");
+                let own_bytes = own.to_secret_bytes();
+                let s = own_bytes.len() - 32 - 2 * curve.point_len();
+                let mut v = good.clone();
+                v[scalar.clone()].copy_from_slice(&own_bytes[s..s + 32]);
+                v[at..at + curve.point_len()].copy_from_slice(&own.public_share());
+                cases.push((v, "equals the public key"));
+            }
+            if custodian.protocol() == Protocol::Reshare {
+                // The other curve's byte: its points have other lengths. (A keygen
+                // state holds no point, so only its scalar's range tells curves
+                // apart: the KMS context that seals a state names its curve.)
+                let other = if curve == Curve::Secp256k1 {
+                    Curve::Ed25519
+                } else {
+                    Curve::Secp256k1
+                };
+                cases.push((with(3, other.id()), ""));
+            }
+            for (bytes, want) in cases {
+                let msg = message_of(Session::resume(&bytes));
+                assert!(msg.contains(want), "{curve:?} {what} {want:?}: {msg}");
+                let scalar_hex = hex::encode(&good[scalar.clone()]);
+                assert!(!msg.contains(&scalar_hex));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_suspended_state_binds_its_nonce_and_seed() {
+    for curve in CURVES {
+        for (what, _, custodian) in fresh_parties(curve) {
+            let good = custodian.suspend().unwrap().to_vec();
+            let cs = Session::resume(&good).unwrap().commit().unwrap();
+            // Any change to the nonce (or seed) is a different commitment.
+            let last = good.len() - 1;
+            let mut v = good.clone();
+            v[last] ^= 1;
+            let other = Session::resume(&v).unwrap().commit().unwrap();
+            assert_ne!(other, cs, "{curve:?} {what}");
+            let text = format!("{:?}", Session::resume(&good).unwrap());
+            assert!(!text.contains(&hex::encode(&good[good.len() - 32..])));
+        }
+    }
+}
