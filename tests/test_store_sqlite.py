@@ -9,6 +9,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,8 @@ from portal_core.store import (
     Migration,
     PairRecord,
     PairStatus,
+    SessionRecord,
+    SessionStage,
     SigningShareRecord,
     SqliteStore,
     StoreError,
@@ -622,3 +625,229 @@ def test_an_eject_window_serves_one_eject(store):
     assert store.take_eject_window("w-1") is None
     store.mark_ejected("w-1", 150.0)
     assert store.get_wallet("w-1").ejected_at == 150.0
+
+
+# -- protocol sessions -----------------------------------------------------------------------
+
+
+def session(
+    session_id: str = "s-1",
+    *,
+    client_id: str = "client-1",
+    operation: str = "backup",
+    expires_at: float = 70.0,
+) -> SessionRecord:
+    return SessionRecord(
+        session_id=session_id,
+        client_id=client_id,
+        wallet_id="w-1",
+        operation=operation,
+        method=None if operation == "key generation" else "CUSTOM",
+        stage=SessionStage.COMMIT,
+        share_ids={"ED25519": f"{session_id}-ED25519", "SECP256K1": f"{session_id}-SECP256K1"},
+        generations={"ED25519": 1, "SECP256K1": 2},
+        sealed_states={"ED25519": b"\x00sealed-ed", "SECP256K1": b"\xffsealed-k1"},
+        client_commitments={},
+        created_at=10.0,
+        expires_at=expires_at,
+    )
+
+
+def open_session(store: SqliteStore, record: SessionRecord) -> None:
+    store.acquire_lock(record.client_id, record.session_id, record.operation, 10.0, 60)
+    store.add_session(record, lock=(record.client_id, record.session_id))
+
+
+def test_a_session_needs_its_lock_and_reads_back_as_written(store):
+    make_wallet(store)
+    record = session()
+    with pytest.raises(WalletModificationInProgress, match="lost its lock"):
+        store.add_session(record, lock=("client-1", "s-1"))
+    assert store.get_session("s-1") is None
+    open_session(store, record)
+    assert store.get_session("s-1") == record
+    assert "sealed" not in repr(record) and "client_commitments" not in repr(record)
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_session(record, lock=("client-1", "s-1"))
+    with pytest.raises(StoreError, match="CHECK"), store.transaction() as conn:
+        conn.execute("UPDATE sessions SET stage = 'done' WHERE session_id = 's-1'")
+
+
+def test_a_session_moves_forward_once_by_compare_and_set(store):
+    make_wallet(store)
+    open_session(store, session())
+    commitments = {"ED25519": b"c-ed", "SECP256K1": b"c-k1"}
+
+    def move(
+        expect: SessionStage,
+        stage: SessionStage,
+        *,
+        client_id: str = "client-1",
+        now: float = 20.0,
+        **kw: Any,
+    ) -> bool:
+        return bool(
+            store.advance_session(
+                "s-1", client_id=client_id, expect=expect, stage=stage, now=now, **kw
+            )
+        )
+
+    C, R, F = SessionStage.COMMIT, SessionStage.REVEAL, SessionStage.FINISHING
+    assert not move(R, F)  # not there yet
+    assert not move(C, R, client_id="client-2", client_commitments=commitments)
+    assert not move(C, R, now=70.0, client_commitments=commitments)  # expired
+    assert store.get_session("s-1") == session()  # none of those changed anything
+    assert move(C, R, client_commitments=commitments)
+    assert not move(C, R, client_commitments={"ED25519": b"x", "SECP256K1": b"y"})
+    got = present(store.get_session("s-1"))
+    assert (got.stage, got.client_commitments) == (R, commitments)
+    assert move(R, F)
+    assert not move(R, F)
+    assert present(store.get_session("s-1")).client_commitments == commitments
+
+
+def test_a_session_is_deleted_once_and_only_by_its_client(store):
+    make_wallet(store)
+    open_session(store, session())
+    assert store.delete_session("s-1", client_id="client-2") is None
+    assert store.delete_session("s-1", client_id="client-1") == session()
+    assert store.delete_session("s-1") is None
+    assert store.get_lock("client-1") is not None  # the lock is the caller's to release
+
+
+def test_expired_sessions_are_listed_and_deleted_in_one_go(store):
+    make_wallet(store)
+    make_wallet(store, "client-2", "w-2")
+    open_session(store, session("s-1", expires_at=50.0))
+    open_session(store, session("s-2", client_id="client-2", expires_at=40.0))
+    assert [s.session_id for s in store.expired_sessions(49.0)] == ["s-2"]
+    assert [s.session_id for s in store.expired_sessions(50.0)] == ["s-2", "s-1"]
+    assert [s.session_id for s in store.expired_sessions(50.0, client_id="client-1")] == ["s-1"]
+    assert store.delete_expired_sessions(45.0, client_id="client-1") == []
+    assert [s.session_id for s in store.delete_expired_sessions(60.0, limit=1)] == ["s-2"]
+    assert [s.session_id for s in store.delete_expired_sessions(60.0)] == ["s-1"]
+    assert store.expired_sessions(1e12) == []
+
+
+def test_deleting_expired_sessions_is_one_transaction(tmp_path):
+    def die(name: str) -> None:
+        # Dies before deleting the second session, the first one deleted.
+        if name == "store.delete_expired_sessions.session":
+            seen.append(name)
+            if len(seen) == 2:
+                raise Crash(name)
+
+    seen: list[str] = []
+    with SqliteStore(tmp_path / "c.db", checkpoint=die) as s:
+        make_wallet(s)
+        make_wallet(s, "client-2", "w-2")
+        open_session(s, session("s-1"))
+        open_session(s, session("s-2", client_id="client-2"))
+        with pytest.raises(Crash):
+            s.delete_expired_sessions(100.0)
+        assert len(s.expired_sessions(100.0)) == 2
+
+
+def test_a_record_ending_a_session_needs_it_at_finishing(store):
+    make_wallet(store)
+    open_session(store, session())
+    pair = PairRecord(
+        pair_id="s-1-ED25519",
+        backup_id="s-1",
+        wallet_id="w-1",
+        method="CUSTOM",
+        curve="ED25519",
+        status=PairStatus.INCOMPLETE,
+        public_key=b"X" * 32,
+        client_public_share=b"C" * 32,
+        custodian_public_share=b"S" * 32,
+        sealed_custodian_share=SEALED,
+        created_at=20.0,
+    )
+    backup = BackupRecord("s-1", "w-1", "CUSTOM", BackupMode.CUSTODIAN, 20.0)
+    lock = ("client-1", "s-1")
+    # At 'commit' (no reveal step claimed, or its claim ended): nothing is recorded.
+    with pytest.raises(WalletModificationInProgress, match="has ended"):
+        store.add_backup(backup, [pair], lock=lock, end_session="s-1")
+    assert store.get_backup("s-1") is None
+    store.advance_session(
+        "s-1",
+        client_id="client-1",
+        expect=SessionStage.COMMIT,
+        stage=SessionStage.REVEAL,
+        now=20.0,
+        client_commitments={"ED25519": b"c"},
+    )
+    store.advance_session(
+        "s-1",
+        client_id="client-1",
+        expect=SessionStage.REVEAL,
+        stage=SessionStage.FINISHING,
+        now=20.0,
+    )
+    store.add_backup(backup, [pair], lock=lock, end_session="s-1")
+    assert store.get_session("s-1") is None and store.get_backup("s-1") is not None
+    assert present(store.get_lock("client-1")).owner == "s-1"  # a backup keeps its lock
+
+
+@pytest.mark.parametrize("what", ["wallet", "recovery"])
+def test_key_generation_and_recovery_end_their_session_with_their_record(tmp_path, what):
+    with SqliteStore(tmp_path / "c.db") as s:
+        if what == "recovery":
+            make_wallet(s)
+        else:
+            s.add_client("client-1", 1.0)
+        open_session(s, session(operation="key generation" if what == "wallet" else "recovery"))
+        for expect, stage in [
+            (SessionStage.COMMIT, SessionStage.REVEAL),
+            (SessionStage.REVEAL, SessionStage.FINISHING),
+        ]:
+            assert s.advance_session(
+                "s-1",
+                client_id="client-1",
+                expect=expect,
+                stage=stage,
+                now=20.0,
+                client_commitments={"ED25519": b"c"} if stage is SessionStage.REVEAL else None,
+            )
+        lock = ("client-1", "s-1")
+        if what == "wallet":
+            s.add_wallet(
+                WalletRecord("w-1", "client-1", 1.0),
+                [signing("w-1", "ED25519")],
+                lock=lock,
+                end_session="s-1",
+            )
+        else:
+            s.replace_signing_shares(
+                "w-1", [signing("w-1", "ED25519", 2)], lock=lock, end_session="s-1"
+            )
+        assert s.get_session("s-1") is None and s.get_lock("client-1") is None
+        # Once ended, the same session records nothing more.
+        s.acquire_lock("client-1", "s-1", "again", 30.0, 60)
+        with pytest.raises(WalletModificationInProgress, match="has ended"):
+            s.replace_signing_shares(
+                "w-1", [signing("w-1", "ED25519", 3)], lock=lock, end_session="s-1"
+            )
+        assert s.signing_shares("w-1")["ED25519"].generation in (1, 2)
+
+
+def test_a_clients_sessions_go_with_it(store):
+    make_wallet(store)
+    open_session(store, session())
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM clients WHERE client_id = 'client-1'")
+    assert store.get_session("s-1") is None
+
+
+def test_the_session_migration_upgrades_a_database_in_use(tmp_path):
+    path = tmp_path / "c.db"
+    (sessions,) = [m.version for m in MIGRATIONS if "protocol sessions" in m.description]
+    before = MIGRATIONS[: sessions - 1]
+    with SqliteStore(path, migrations=before) as s:
+        make_wallet(s)
+    with SqliteStore(path) as s:
+        assert s.schema_version == LATEST_VERSION
+        assert s.get_wallet("w-1") is not None
+        open_session(s, session())
+        assert present(s.get_session("s-1")).sealed_states == session().sealed_states

@@ -11,16 +11,35 @@ Every new custodian share is sealed, opened again and checked against its public
 before a record of it is written; every share the custodian uses is opened and checked
 against its recorded public share first. A backup becomes ``completed`` only in one store
 transaction that also deletes the backup it replaces.
+
+Protocol sessions (key generation, backup, recovery) live in the store, not in memory, so
+any worker process serves any step of any session. ``begin_*`` takes the wallet lock, builds
+the custodian's parties, suspends them before their commitment (``shares.KeyGen.suspend()``,
+``Reshare.suspend()``: share scalar, nonce, seed), seals each under the KMS with a context
+naming the session, client, wallet, curve and kind ``session`` (so a state moved to another
+session does not open), and writes the session's row (``SessionRecord``); if the row cannot
+be written the lock is released. Each later step reads the row, checks client, expiry and
+stage, opens and resumes the parties (``shares.resume``: the commitment is the one fixed at
+the start, whichever worker computes it), and moves the stage by compare-and-set in the
+store: ``commit`` → ``reveal`` recording the client's commitments (a replay is refused),
+``reveal`` → ``finishing`` before the reveal step runs (of two concurrent requests one alone
+runs it). The record a session produces (wallet, backup, recovered shares) is written in
+the same transaction that deletes the session's row, and only if the row is still there at
+``finishing``: a session ended meanwhile (aborted, or expired and ended by another worker)
+records nothing. Whoever deletes a row does the clean-up (unfinished backup discarded, lock
+released), once. A session past its expiry (its lock's) is ended by whoever meets it, a
+client's expired sessions when it opens a new one, and all of them by
+:meth:`LocalCustodian.end_expired_sessions`. A worker killed mid-session leaves a row that
+another worker continues (after ``exchange_commitments``) or that expires (after the
+reveal step was claimed).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from portal_core import shares
@@ -52,6 +71,8 @@ from portal_core.store import (
     CustodianStore,
     PairRecord,
     PairStatus,
+    SessionRecord,
+    SessionStage,
     SigningShareRecord,
     WalletRecord,
 )
@@ -69,20 +90,13 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass
-class _Session:
-    session_id: str
-    client_id: str
-    wallet_id: str
-    operation: str  # "key generation", "backup" or "recovery"
-    parties: dict[str, Any] = field(repr=False)
-    share_ids: dict[str, str]
-    expires_at: float
-    method: str | None = None
-    generations: dict[str, int] = field(default_factory=dict)
-    stage: str = "commit"
-    client_commitments: dict[str, bytes] = field(default_factory=dict, repr=False)
-    busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+# One party of the custodian's in a session (a KeyGen or a Reshare), and what a session's
+# set-up returns: its parties and new share ids per curve, and further fields (method,
+# generations).
+_Party = shares.KeyGen | shares.Reshare
+_Setup = tuple[dict[str, _Party], dict[str, str], dict[str, Any]]
+
+_KEYGEN = "key generation"
 
 
 class LocalCustodian:
@@ -95,11 +109,17 @@ class LocalCustodian:
     authorisation lasts. ``lock_ttl``: seconds after which an abandoned session's wallet
     lock can be taken over (a crashed client must not lock a wallet forever).
     ``checkpoint``: called with a step name at each step (tests crash there).
+    ``events``: told each flow's outcome once it is recorded, ``"<flow>.completed"`` or
+    ``"<flow>.failed"`` (flow: ``key_generation``, ``backup``, ``recovery``), for metrics;
+    what it raises is logged and ignored.
     ``operator``: the identity of whoever runs this custodian (its HSM and store), and
     ``integrator_operator`` that of the integrator in self-managed mode: clients refuse a
     PIN behind a vault run by either, or when either is not named (:class:`Keepers`).
 
-    Thread-safe: share one instance between threads.
+    Thread-safe: share one instance between threads. Stateless between calls: several
+    instances (worker processes) over the same store and KMS key serve the steps of one
+    session in any order of workers; a protocol session lives in the store, its parties
+    sealed (see the module docstring).
     """
 
     def __init__(
@@ -115,6 +135,7 @@ class LocalCustodian:
         checkpoint: Checkpoint | None = None,
         operator: str | None = None,
         integrator_operator: str | None = None,
+        events: Callable[[str], None] | None = None,
     ) -> None:
         self.kms = kms
         self.operator = operator
@@ -126,8 +147,7 @@ class LocalCustodian:
         self.eject_window = float(eject_window)
         self.lock_ttl = float(lock_ttl)
         self._checkpoint = checkpoint or (lambda _name: None)
-        self._sessions: dict[str, _Session] = {}
-        self._sessions_lock = threading.Lock()
+        self._events = events
         self._ensure_key()
 
     def __repr__(self) -> str:
@@ -165,6 +185,20 @@ class LocalCustodian:
             "curve": curve,
             "kind": "backup",
             "pair": pair_id,
+        }
+
+    @staticmethod
+    def _session_context(
+        session_id: str, client_id: str, wallet_id: str, operation: str, curve: str
+    ) -> dict[str, str]:
+        return {
+            "session": session_id,
+            "client": client_id,
+            "wallet": wallet_id,
+            "party": "custodian",
+            "curve": curve,
+            "kind": "session",
+            "operation": operation,
         }
 
     def _open(self, sealed: bytes, context: dict[str, str], what: str) -> bytes:
@@ -326,37 +360,53 @@ class LocalCustodian:
         wallet_id: str,
         operation: str,
         lock_label: str,
-        setup: Callable[[str], tuple[dict[str, Any], dict[str, str], dict[str, Any]]],
+        setup: Callable[[str], _Setup],
     ) -> SessionOffer:
-        """Locks the wallet for ``operation`` and opens its protocol session.
+        """Locks the wallet for ``operation`` and opens its protocol session in the store.
 
         ``setup(session_id)`` builds the custodian's parties, the new share ids per curve and
-        any further session fields, under the lock; if it fails, the lock is released.
+        any further session fields, under the lock. The parties are suspended, sealed under
+        the KMS (context: session, client, wallet, curve) and written with the session's row;
+        if any of that fails, the lock is released. The client's expired sessions are ended
+        first.
         """
+        now = self.clock()
+        self._end_expired(now, client_id=client_id)
         session_id = _new_id()
-        self._lock(client_id, session_id, lock_label)
+        lock = self.store.acquire_lock(client_id, session_id, lock_label, now, self.lock_ttl)
         try:
             parties, share_ids, extra = setup(session_id)
+            sealed = {
+                curve: self.kms.seal(
+                    self.key_name,
+                    party.suspend(),
+                    context=self._session_context(
+                        session_id, client_id, wallet_id, operation, curve
+                    ),
+                )
+                for curve, party in parties.items()
+            }
+            del parties  # the Rust objects wipe their secrets when freed
+            session = SessionRecord(
+                session_id=session_id,
+                client_id=client_id,
+                wallet_id=wallet_id,
+                operation=operation,
+                method=extra.get("method"),
+                stage=SessionStage.COMMIT,
+                share_ids=dict(share_ids),
+                generations=dict(extra.get("generations", {})),
+                sealed_states=sealed,
+                client_commitments={},
+                created_at=now,
+                # The lock's expiry: the session and its lock end together.
+                expires_at=lock.expires_at,
+            )
+            self.store.add_session(session, lock=(client_id, session_id))
         except Exception:
             self.store.release_lock(client_id, session_id)
             raise
-        session = _Session(
-            session_id,
-            client_id,
-            wallet_id,
-            operation,
-            parties,
-            share_ids,
-            self.clock() + self.lock_ttl,
-            **extra,
-        )
-        now = self.clock()
-        with self._sessions_lock:
-            # Sessions a client abandoned hold secrets in memory: drop them once expired
-            # (their locks expire with them).
-            for sid in [k for k, v in self._sessions.items() if v.expires_at < now]:
-                del self._sessions[sid]
-            self._sessions[session_id] = session
+        self._checkpoint("custodian.session.opened")
         log.info("%s session %s opened for wallet %s", operation, session_id, wallet_id)
         return SessionOffer(
             session_id=session_id,
@@ -366,9 +416,6 @@ class LocalCustodian:
             backup_id=session_id if operation == "backup" else None,
             custodian_keeps_cipher_text=self.mode is BackupMode.CUSTODIAN,
         )
-
-    def _lock(self, client_id: str, owner: str, operation: str) -> None:
-        self.store.acquire_lock(client_id, owner, operation, self.clock(), self.lock_ttl)
 
     def begin_keygen(self, client_id: str, curves: Sequence[str]) -> SessionOffer:
         if self.store.get_client(client_id) is None:
@@ -380,23 +427,23 @@ class LocalCustodian:
             raise ValueError(f"curves must be distinct names from {CURVES}, got {curves!r}")
         wallet_id = _new_id()
 
-        def setup(session_id: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-            parties = {
+        def setup(session_id: str) -> _Setup:
+            parties: dict[str, _Party] = {
                 c: shares.KeyGen(c, shares.CUSTODIAN, session_id, wallet_id=wallet_id)
                 for c in curves
             }
             return parties, {c: wallet_id for c in curves}, {}
 
-        return self._start_session(client_id, wallet_id, "key generation", "key generation", setup)
+        return self._start_session(client_id, wallet_id, _KEYGEN, _KEYGEN, setup)
 
     def begin_backup(self, client_id: str, method: str) -> SessionOffer:
         check_method(method)
         wallet = self._wallet(client_id)
 
-        def setup(session_id: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+        def setup(session_id: str) -> _Setup:
             records = self.store.signing_shares(wallet.wallet_id)
             pair_ids = {c: _new_id() for c in records}
-            parties = {
+            parties: dict[str, _Party] = {
                 c: shares.Reshare(
                     self._signing_share(r),
                     session_id,
@@ -412,9 +459,9 @@ class LocalCustodian:
     def begin_recovery(self, client_id: str, backup_id: str) -> SessionOffer:
         wallet, backup, pairs = self._completed(client_id, backup_id)
 
-        def setup(session_id: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+        def setup(session_id: str) -> _Setup:
             signing = self.store.signing_shares(wallet.wallet_id)
-            parties = {
+            parties: dict[str, _Party] = {
                 p.curve: shares.Reshare(
                     self._backup_share(client_id, p, backup.mode),
                     session_id,
@@ -433,27 +480,105 @@ class LocalCustodian:
             client_id, wallet.wallet_id, "recovery", f"{backup.method} recovery", setup
         )
 
-    def _session(self, client_id: str, session_id: str, stage: str) -> _Session:
-        with self._sessions_lock:
-            session = self._sessions.get(session_id)
+    def _session(self, client_id: str, session_id: str, stage: SessionStage) -> SessionRecord:
+        """The client's session, read from the store, at ``stage``; an expired one is ended."""
+        session = self.store.get_session(session_id)
         if session is None or session.client_id != client_id:
             raise WalletModificationInProgress(
                 f"session {session_id!r} is unknown or has ended: start the operation again"
             )
-        if self.clock() > session.expires_at:
+        if self.clock() >= session.expires_at:
             self._end(session)
             raise WalletModificationInProgress(f"session {session_id!r} expired: start again")
-        if session.stage != stage:
-            raise ValueError(f"session {session_id!r} is at step {session.stage!r}, not {stage!r}")
+        if session.stage is SessionStage.FINISHING:
+            raise WalletModificationInProgress(
+                f"session {session_id!r} is busy: another request is running its last step"
+            )
+        if session.stage is not stage:
+            raise ValueError(
+                f"session {session_id!r} is at step {session.stage.value!r}, not {stage.value!r}"
+            )
         return session
 
-    def _end(self, session: _Session) -> None:
-        """Ends a failed session: forgets it, discards its unfinished backup, unlocks."""
-        with self._sessions_lock:
-            self._sessions.pop(session.session_id, None)
+    def _parties(self, session: SessionRecord) -> dict[str, _Party]:
+        """The session's parties, opened from their sealed states and resumed (state New);
+        a state that does not open or resume ends the session.
+
+        Raises:
+            ShareVerificationFailed: a sealed state does not open under its session's
+                context (altered, or moved from another session), or does not resume to a
+                custodian party of this session and curve.
+        """
+        want = shares.KeyGen if session.operation == _KEYGEN else shares.Reshare
+        parties: dict[str, _Party] = {}
+        try:
+            for curve, sealed in sorted(session.sealed_states.items()):
+                what = f"the custodian's {curve} party of session {session.session_id!r}"
+                context = self._session_context(
+                    session.session_id,
+                    session.client_id,
+                    session.wallet_id,
+                    session.operation,
+                    curve,
+                )
+                try:
+                    party = shares.resume(self._open(sealed, context, what))
+                except InvalidShare as e:
+                    raise ShareVerificationFailed(f"{what} does not resume: {e}") from None
+                if not isinstance(party, want) or (party.curve, party.role, party.session_id) != (
+                    curve,
+                    shares.CUSTODIAN,
+                    session.session_id,
+                ):
+                    raise ShareVerificationFailed(f"{what} is the party of another session")
+                parties[curve] = party
+        except ShareVerificationFailed:
+            self._end(session)
+            raise
+        return parties
+
+    def _end(self, session: SessionRecord) -> None:
+        """Ends a session: deletes its row and, if this call deleted it, discards its
+        unfinished backup and releases its lock. Whoever deletes the row does the clean-up,
+        once; a session whose row is already gone was ended (or finished) by another call."""
+        if self.store.delete_session(session.session_id, client_id=session.client_id):
+            self._clean_up(session)
+
+    def _event(self, flow: str, outcome: str) -> None:
+        if self._events is None:
+            return
+        try:
+            self._events(f"{flow.replace(' ', '_')}.{outcome}")
+        except Exception as e:  # metrics must not fail a flow
+            log.warning("the events hook raised %s", type(e).__name__)
+
+    def _clean_up(self, session: SessionRecord) -> None:
+        self._event(session.operation, "failed")
         if session.operation == "backup":
             self._discard(session.client_id, session.session_id)
         self.store.release_lock(session.client_id, session.session_id)
+
+    def _end_expired(self, now: float, *, client_id: str | None = None) -> int:
+        if not self.store.expired_sessions(now, client_id=client_id):
+            return 0  # the usual case, answered by a read (no write transaction)
+        ended = self.store.delete_expired_sessions(now, client_id=client_id)
+        for session in ended:
+            log.info(
+                "%s session %s of wallet %s expired at stage %s: ended",
+                session.operation,
+                session.session_id,
+                session.wallet_id,
+                session.stage,
+            )
+            self._clean_up(session)
+        return len(ended)
+
+    def end_expired_sessions(self) -> int:
+        """Ends every expired session, of any client (its unfinished backup discarded, its
+        lock released, its row deleted); returns how many. Sessions also end when a call
+        meets them expired, and a client's when it starts a new one; this is for a periodic
+        sweep of the sessions clients abandoned."""
+        return self._end_expired(self.clock())
 
     def _discard(self, client_id: str, backup_id: str) -> bool:
         """Deletes the client's backup unless it completed; True unless it had completed."""
@@ -478,70 +603,95 @@ class LocalCustodian:
                 )
 
     @staticmethod
-    def _same_curves(session: _Session, messages: Mapping[str, bytes]) -> None:
-        if set(messages) != set(session.parties):
+    def _same_curves(session: SessionRecord, messages: Mapping[str, bytes]) -> None:
+        if set(messages) != set(session.sealed_states):
             raise ValueError(
-                f"expected one message per curve {sorted(session.parties)}, got {sorted(messages)}"
+                f"expected one message per curve {sorted(session.sealed_states)}, "
+                f"got {sorted(messages)}"
             )
 
     def exchange_commitments(
         self, client_id: str, session_id: str, commitments: Mapping[str, bytes]
     ) -> dict[str, bytes]:
-        session = self._session(client_id, session_id, "commit")
+        session = self._session(client_id, session_id, SessionStage.COMMIT)
         self._same_curves(session, commitments)
-        if not session.busy.acquire(blocking=False):
-            raise WalletModificationInProgress(f"session {session_id!r} is busy")
+        parties = self._parties(session)
         try:
-            out = {c: party.commit() for c, party in session.parties.items()}
-            session.client_commitments = {c: bytes(m) for c, m in commitments.items()}
-            session.stage = "reveal"
-            return out
+            # commit() in the initial state returns the commitment fixed when the session
+            # opened: every worker answers this step with the same bytes.
+            out = {c: party.commit() for c, party in parties.items()}
+            received = {c: bytes(m) for c, m in commitments.items()}
         except Exception:
             self._end(session)
             raise
-        finally:
-            session.busy.release()
+        # The step counts once: a replay, or the same request on two workers, loses here.
+        if not self.store.advance_session(
+            session_id,
+            client_id=client_id,
+            expect=SessionStage.COMMIT,
+            stage=SessionStage.REVEAL,
+            now=self.clock(),
+            client_commitments=received,
+        ):
+            raise WalletModificationInProgress(
+                f"session {session_id!r} has moved on (its commitments were exchanged by "
+                "another request) or ended"
+            )
+        self._checkpoint("custodian.session.committed")
+        return out
 
     def exchange_reveals(
         self, client_id: str, session_id: str, reveals: Mapping[str, bytes]
     ) -> dict[str, bytes]:
-        session = self._session(client_id, session_id, "reveal")
+        session = self._session(client_id, session_id, SessionStage.REVEAL)
         self._same_curves(session, reveals)
-        if not session.busy.acquire(blocking=False):
-            raise WalletModificationInProgress(f"session {session_id!r} is busy")
+        # Claimed before any work: of two requests (on any workers), one alone reveals.
+        if not self.store.advance_session(
+            session_id,
+            client_id=client_id,
+            expect=SessionStage.REVEAL,
+            stage=SessionStage.FINISHING,
+            now=self.clock(),
+        ):
+            raise WalletModificationInProgress(
+                f"session {session_id!r} is busy: another request is running its last step "
+                "(or it ended)"
+            )
+        # From here on this call alone can finish the session: any failure ends it (a
+        # transient one too), rather than leave the wallet locked until the session expires.
         try:
-            try:
-                out = {
-                    c: party.reveal(session.client_commitments[c])
-                    for c, party in session.parties.items()
-                }
-                new = {c: party.finish(reveals[c]) for c, party in session.parties.items()}
-            except InvalidShare as e:
-                self._end(session)
-                raise ShareVerificationFailed(
-                    f"the client's message failed verification: {e}"
-                ) from None
-            self._checkpoint(f"custodian.{session.operation.replace(' ', '_')}.finished")
-            try:
-                if session.operation == "key generation":
-                    self._record_wallet(session, new)
-                elif session.operation == "backup":
-                    self._record_backup(session, new)
-                else:
-                    self._record_recovery(session, new)
-            except Exception:
-                self._end(session)
-                raise
-            with self._sessions_lock:
-                self._sessions.pop(session_id, None)
-            session.stage = "done"
-            return out
-        finally:
-            session.busy.release()
+            parties = self._parties(session)
+            out, new = {}, {}
+            for c, party in parties.items():
+                party.commit()
+                out[c] = party.reveal(session.client_commitments[c])
+            for c, party in parties.items():
+                new[c] = party.finish(reveals[c])
+        except InvalidShare as e:
+            self._end(session)
+            raise ShareVerificationFailed(
+                f"the client's message failed verification: {e}"
+            ) from None
+        except Exception:
+            self._end(session)
+            raise
+        self._checkpoint(f"custodian.{session.operation.replace(' ', '_')}.finished")
+        try:
+            # Each records the result and deletes the session's row in one transaction.
+            if session.operation == _KEYGEN:
+                self._record_wallet(session, new)
+            elif session.operation == "backup":
+                self._record_backup(session, new)
+            else:
+                self._record_recovery(session, new)
+        except Exception:
+            self._end(session)
+            raise
+        return out
 
     def _signing_records(
         self,
-        session: _Session,
+        session: SessionRecord,
         new: dict[str, shares.Share],
         adjective: str,
         now: float,
@@ -568,15 +718,21 @@ class LocalCustodian:
             )
         return records
 
-    def _record_wallet(self, session: _Session, new: dict[str, shares.Share]) -> None:
+    def _record_wallet(self, session: SessionRecord, new: dict[str, shares.Share]) -> None:
         now = self.clock()
         records = self._signing_records(session, new, "new", now, lambda _curve: 1)
         self._checkpoint("custodian.key_generation.sealed")
         wallet = WalletRecord(session.wallet_id, session.client_id, now)
-        self.store.add_wallet(wallet, records, lock=(session.client_id, session.session_id))
+        self.store.add_wallet(
+            wallet,
+            records,
+            lock=(session.client_id, session.session_id),
+            end_session=session.session_id,
+        )
+        self._event("key_generation", "completed")
         log.info("wallet %s created with curves %s", session.wallet_id, ",".join(sorted(new)))
 
-    def _record_backup(self, session: _Session, new: dict[str, shares.Share]) -> None:
+    def _record_backup(self, session: SessionRecord, new: dict[str, shares.Share]) -> None:
         assert session.method is not None
         now = self.clock()
         mode = self.mode
@@ -611,7 +767,12 @@ class LocalCustodian:
             pairs.append(pair)
         self._checkpoint("custodian.backup.sealed")
         backup = BackupRecord(session.session_id, session.wallet_id, session.method, mode, now)
-        stale = self.store.add_backup(backup, pairs, lock=(session.client_id, session.session_id))
+        stale = self.store.add_backup(
+            backup,
+            pairs,
+            lock=(session.client_id, session.session_id),
+            end_session=session.session_id,
+        )
         self._integrator_delete(session.client_id, stale)
         log.info(
             "backup %s (%s) recorded for wallet %s",
@@ -620,27 +781,27 @@ class LocalCustodian:
             backup.wallet_id,
         )
 
-    def _record_recovery(self, session: _Session, new: dict[str, shares.Share]) -> None:
+    def _record_recovery(self, session: SessionRecord, new: dict[str, shares.Share]) -> None:
         now = self.clock()
         records = self._signing_records(
             session, new, "recovered", now, lambda curve: session.generations.get(curve, 0) + 1
         )
         self._checkpoint("custodian.recovery.sealed")
         self.store.replace_signing_shares(
-            session.wallet_id, records, lock=(session.client_id, session.session_id)
+            session.wallet_id,
+            records,
+            lock=(session.client_id, session.session_id),
+            end_session=session.session_id,
         )
+        self._event("recovery", "completed")
         log.info("wallet %s recovered from a %s backup", session.wallet_id, session.method)
 
     def abort(self, client_id: str, session_id: str) -> bool:
         self._wallet_or_client(client_id)
-        with self._sessions_lock:
-            session = self._sessions.get(session_id)
-            if session is not None and session.client_id != client_id:
-                session = None  # another client's session: not this caller's to end
-            elif session is not None:
-                del self._sessions[session_id]
-        # Also after a restart (no session in memory): the lock row and the backup, whose id
-        # is the session id, are in the store.
+        # From the store alone, on any worker: the session's row (only this client's: another
+        # client's session is not this caller's to end), the lock row and the backup, whose
+        # id is the session id (a backup session's record outlives its row).
+        session = self.store.delete_session(session_id, client_id=client_id)
         discarded = True
         if session is None or session.operation == "backup":
             discarded = self._discard(client_id, session_id)
@@ -690,6 +851,7 @@ class LocalCustodian:
             backup.backup_id, self.clock(), release=(client_id, backup.backup_id)
         )
         self._checkpoint("custodian.complete.committed")
+        self._event("backup", "completed")
         if backup.mode is BackupMode.SELF:
             self._integrator_delete(client_id, replaced)
         log.info(

@@ -12,11 +12,13 @@ The files, by layer and purpose:
 
 * ``database.py``: :class:`SqliteDatabase`, the connections, transactions, migrations and
   private file modes both SQLite stores share; ``rows.py``: building records from rows.
-* ``base.py``, ``custodian_records.py``: the custodian's interface and records;
+* ``custodian_interface.py``, ``custodian_records.py``: the custodian's interface and
+  records (protocol sessions included, so any worker process serves any request);
   ``custodian_sqlite.py``, ``custodian_migrations.py``: its SQLite store and schema.
-* ``tenant_interface.py``, ``tenant_sqlite.py``: tenants, API key hashes and the audit
-  trail (:class:`TenantStore`), in the custodian's file and schema; callers use
-  :mod:`portal_core.tenants`, which also exports their errors.
+* ``tenant_interface.py``, ``tenant_sqlite.py``: tenants, API key hashes, the audit
+  trail and the tenants' webhooks (:class:`TenantStore`), in the custodian's file and
+  schema; callers use :mod:`portal_core.tenants` (which also exports their errors) and
+  :class:`portal_core.webhooks.TenantWebhooks`.
 * ``enclave_sqlite.py``, ``enclave_migrations.py``: the SQLite store and schema of the
   enclave's :class:`~portal_core.enclave.store.EnclaveStore` (records in
   :mod:`portal_core.enclave.records`). Import :class:`SqliteEnclaveStore` from
@@ -42,13 +44,15 @@ from portal_core.store.custodian_records import (
     LockRecord,
     PairRecord,
     PairStatus,
+    SessionRecord,
+    SessionStage,
     SigningShareRecord,
     TenantRecord,
     WalletRecord,
 )
 from portal_core.store.custodian_sqlite import SqliteStore
 from portal_core.store.database import Migration
-from portal_core.store.tenant_interface import TenantStore
+from portal_core.store.tenant_interface import TenantStore, TenantWebhookRecord
 
 __all__ = [
     "BACKUP_METHODS",
@@ -69,10 +73,13 @@ __all__ = [
     "Migration",
     "PairRecord",
     "PairStatus",
+    "SessionRecord",
+    "SessionStage",
     "SigningShareRecord",
     "SqliteStore",
     "StoreError",
     "TenantRecord",
     "TenantStore",
+    "TenantWebhookRecord",
     "WalletRecord",
 ]

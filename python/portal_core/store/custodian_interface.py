@@ -8,7 +8,7 @@ and tests can move time.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from portal_core.exceptions import PortalError
@@ -19,6 +19,8 @@ from portal_core.store.custodian_records import (
     LockRecord,
     PairRecord,
     PairStatus,
+    SessionRecord,
+    SessionStage,
     SigningShareRecord,
     WalletRecord,
 )
@@ -38,7 +40,7 @@ LockRef = tuple[str, str]
 @runtime_checkable
 class CustodianStore(Protocol):
     """Durable custodian records: clients, wallets, signing shares, backups and their pairs,
-    cipher texts, eject windows and in-progress locks.
+    cipher texts, eject windows, in-progress locks and protocol sessions.
 
     Raises (every method): :class:`StoreError` when the database fails.
     """
@@ -61,12 +63,21 @@ class CustodianStore(Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None: ...
 
     def add_wallet(
-        self, wallet: WalletRecord, shares: Sequence[SigningShareRecord], *, lock: LockRef
+        self,
+        wallet: WalletRecord,
+        shares: Sequence[SigningShareRecord],
+        *,
+        lock: LockRef,
+        end_session: str | None = None,
     ) -> None:
-        """Records a wallet with its signing shares and releases ``lock``, in one transaction.
+        """Records a wallet with its signing shares and releases ``lock``, in one transaction;
+        with ``end_session``, that session (the key generation that made the shares) is
+        deleted in the same transaction.
 
         Raises:
-            WalletModificationInProgress: ``lock`` is no longer held by its owner.
+            WalletModificationInProgress: ``lock`` is no longer held by its owner, or
+                ``end_session`` is no longer a session of the lock's client at stage
+                ``finishing`` (it was aborted, or expired and was ended).
             WalletAlreadyExists: the client already has a wallet.
         """
         ...
@@ -80,13 +91,19 @@ class CustodianStore(Protocol):
         ...
 
     def replace_signing_shares(
-        self, wallet_id: str, shares: Sequence[SigningShareRecord], *, lock: LockRef
+        self,
+        wallet_id: str,
+        shares: Sequence[SigningShareRecord],
+        *,
+        lock: LockRef,
+        end_session: str | None = None,
     ) -> None:
         """Replaces the signing shares of the curves given (a recovery) and releases ``lock``,
-        in one transaction.
+        in one transaction; ``end_session`` as in :meth:`add_wallet`.
 
         Raises:
-            WalletModificationInProgress: ``lock`` is no longer held by its owner.
+            WalletModificationInProgress: ``lock`` is no longer held by its owner, or
+                ``end_session`` is not at stage ``finishing`` any more.
         """
         ...
 
@@ -113,14 +130,21 @@ class CustodianStore(Protocol):
     # -- backups -------------------------------------------------------------------------
 
     def add_backup(
-        self, backup: BackupRecord, pairs: Sequence[PairRecord], *, lock: LockRef
+        self,
+        backup: BackupRecord,
+        pairs: Sequence[PairRecord],
+        *,
+        lock: LockRef,
+        end_session: str | None = None,
     ) -> list[PairRecord]:
         """Records a backup and its pairs (status ``incomplete``), and deletes the unfinished
         backups of the same wallet and method (left by a crash or abandoned), in one
         transaction. Returns the pairs deleted. ``lock`` must be held; it stays held.
+        ``end_session`` as in :meth:`add_wallet`.
 
         Raises:
-            WalletModificationInProgress: ``lock`` is no longer held by its owner.
+            WalletModificationInProgress: ``lock`` is no longer held by its owner, or
+                ``end_session`` is not at stage ``finishing`` any more.
         """
         ...
 
@@ -182,6 +206,57 @@ class CustodianStore(Protocol):
     def delete_backup(self, backup_id: str, *, unfinished_only: bool = True) -> list[PairRecord]:
         """Deletes a backup (only if none of its pairs is completed, by default) with its
         pairs and cipher text; returns the pairs deleted (none if it did not delete)."""
+        ...
+
+    # -- protocol sessions ---------------------------------------------------------------
+
+    def add_session(self, session: SessionRecord, *, lock: LockRef) -> None:
+        """Records a new session. ``lock`` (the client's wallet lock, owned by the session)
+        must be held; it stays held.
+
+        Raises:
+            WalletModificationInProgress: ``lock`` is no longer held by its owner.
+            StoreError: a session with this id exists.
+        """
+        ...
+
+    def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    def advance_session(
+        self,
+        session_id: str,
+        *,
+        client_id: str,
+        expect: SessionStage,
+        stage: SessionStage,
+        now: float,
+        client_commitments: Mapping[str, bytes] | None = None,
+    ) -> bool:
+        """Compare-and-set, in one transaction: moves the client's session from ``expect``
+        to ``stage`` if it is there and has not expired at ``now``, recording
+        ``client_commitments`` if given. Returns whether it moved it: of two calls that
+        expect the same stage, one alone does.
+        """
+        ...
+
+    def delete_session(
+        self, session_id: str, *, client_id: str | None = None
+    ) -> SessionRecord | None:
+        """Deletes the session (only if it is ``client_id``'s, when given) and returns it,
+        or None if there was none to delete: of two callers ending a session, one alone gets
+        it, and does its clean-up (unfinished backup, lock)."""
+        ...
+
+    def expired_sessions(self, now: float, *, client_id: str | None = None) -> list[SessionRecord]:
+        """The sessions expired at ``now`` (expiry at or before it), of ``client_id`` only
+        if given, oldest expiry first."""
+        ...
+
+    def delete_expired_sessions(
+        self, now: float, *, client_id: str | None = None, limit: int | None = None
+    ) -> list[SessionRecord]:
+        """Deletes, in one transaction, the sessions :meth:`expired_sessions` lists (at most
+        ``limit``, oldest expiry first) and returns them: the caller owns their clean-up."""
         ...
 
     # -- eject ---------------------------------------------------------------------------

@@ -153,6 +153,86 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX audit_events_tenant ON audit_events (tenant_id, at, event_id)",
         ),
     ),
+    Migration(
+        3,
+        "tenants' webhooks (self-managed mode): base URL and the secret sealed under the KMS",
+        (
+            # sealed_secret: the webhook secret sealed under the custodian's KMS with a
+            # context naming the tenant (portal_core.webhooks.TenantWebhooks), so the
+            # custodian can sign its requests while the file alone yields nothing, and a
+            # row copied to another tenant does not open.
+            """CREATE TABLE tenant_webhooks (
+                tenant_id      TEXT PRIMARY KEY REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+                base_url       TEXT NOT NULL,
+                sealed_secret  BLOB NOT NULL,
+                updated_at     REAL NOT NULL
+            ) STRICT""",
+        ),
+    ),
+    Migration(
+        4,
+        "protocol sessions: the custodian's suspended parties, sealed, between requests",
+        (
+            # One row per key generation, backup or recovery session between its requests, so
+            # any worker process serves any step (LocalCustodian keeps nothing in memory).
+            # sealed_states: JSON {curve: base64} of the custodian's parties suspended before
+            # their commitment (share scalar, nonce, seed), each sealed under the KMS with a
+            # context naming the session, client, wallet and curve: the file alone yields no
+            # secret, and a state moved to another row does not open. client_commitments:
+            # JSON {curve: base64} of the client's (public) commitment messages, '{}' until
+            # the stage leaves 'commit'. wallet_id has no foreign key: a key generation's
+            # wallet does not exist yet. expires_at is the wallet lock's.
+            """CREATE TABLE sessions (
+                session_id          TEXT PRIMARY KEY,
+                client_id           TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+                wallet_id           TEXT NOT NULL,
+                operation           TEXT NOT NULL
+                                    CHECK (operation IN ('key generation', 'backup', 'recovery')),
+                method              TEXT CHECK (method IN
+                                        ('PASSWORD', 'PASSKEY', 'GDRIVE', 'ICLOUD', 'CUSTOM')),
+                stage               TEXT NOT NULL
+                                    CHECK (stage IN ('commit', 'reveal', 'finishing')),
+                share_ids           TEXT NOT NULL CHECK (json_valid(share_ids)),
+                generations         TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(generations)),
+                sealed_states       TEXT NOT NULL CHECK (json_valid(sealed_states)),
+                client_commitments  TEXT NOT NULL DEFAULT '{}'
+                                    CHECK (json_valid(client_commitments)),
+                created_at          REAL NOT NULL,
+                expires_at          REAL NOT NULL,
+                CHECK ((operation = 'key generation') = (method IS NULL)),
+                CHECK ((stage = 'commit') = (client_commitments = '{}'))
+            ) STRICT""",
+            "CREATE INDEX sessions_client ON sessions (client_id, expires_at)",
+            "CREATE INDEX sessions_expiry ON sessions (expires_at)",
+        ),
+    ),
+    Migration(
+        5,
+        "rate-limit counters and idempotency keys of the HTTP service",
+        (
+            # A fixed window per bucket (``guess:<client>``, ``auth:<address>``, ...): the
+            # count of hits since window_start. Shared by every worker.
+            """CREATE TABLE rate_limits (
+                bucket        TEXT PRIMARY KEY,
+                window_start  REAL NOT NULL,
+                hits          INTEGER NOT NULL CHECK (hits >= 0)
+            ) STRICT""",
+            # A write's Idempotency-Key, per API key: the request's digest, and once done its
+            # status and response body (only of endpoints whose answer holds no secret), so
+            # a retry gets the first answer instead of doing the work twice.
+            """CREATE TABLE idempotency_keys (
+                key_id          TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                endpoint        TEXT NOT NULL,
+                request_digest  BLOB NOT NULL,
+                status          INTEGER,
+                body            BLOB,
+                created_at      REAL NOT NULL,
+                PRIMARY KEY (key_id, idempotency_key)
+            ) STRICT""",
+            "CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -27,6 +27,8 @@ __all__ = [
     "LockRecord",
     "PairRecord",
     "PairStatus",
+    "SessionRecord",
+    "SessionStage",
     "SigningShareRecord",
     "TenantRecord",
     "WalletRecord",
@@ -129,6 +131,48 @@ class LockRecord:
     owner: str
     operation: str
     acquired_at: float
+    expires_at: float
+
+
+class SessionStage(StrEnum):
+    """Where a protocol session stands; it only moves forward, in this order, each move a
+    compare-and-set in the store (so one request, on whichever worker, makes it)."""
+
+    # Opened: waiting for the client's commitments.
+    COMMIT = "commit"
+    # The client's commitments are recorded: waiting for its reveals.
+    REVEAL = "reveal"
+    # A worker claimed the reveal step and is running it; the session ends when that
+    # worker records its result (or fails, or the session expires).
+    FINISHING = "finishing"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A protocol session (key generation, backup or recovery) between two requests, so that
+    any worker can serve its next step.
+
+    ``sealed_states``: per curve, the custodian's party suspended before its commitment
+    (``shares.KeyGen.suspend()`` / ``Reshare.suspend()``: share scalar, nonce, seed) and
+    sealed under the KMS with a context naming the session, client, wallet and curve.
+    ``client_commitments``: per curve, the client's commitment message (public), recorded
+    when the session moves to ``reveal``; empty before. ``share_ids``: the new shares' ids
+    per curve (the wallet id, or the new pair ids of a backup). ``generations``: a recovery's
+    signing share generations when it started. ``method``: the backup method (None for a
+    key generation). ``expires_at``: the wallet lock's expiry, taken in the same call.
+    """
+
+    session_id: str
+    client_id: str
+    wallet_id: str
+    operation: str
+    method: str | None
+    stage: SessionStage
+    share_ids: Mapping[str, str]
+    generations: Mapping[str, int]
+    sealed_states: Mapping[str, bytes] = field(repr=False)
+    client_commitments: Mapping[str, bytes] = field(repr=False)
+    created_at: float
     expires_at: float
 
 

@@ -14,9 +14,12 @@ SqliteDatabase`'s; this module holds the custodian's SQL.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from portal_core.backup.errors import (
     NoValidBackup,
@@ -33,10 +36,13 @@ from portal_core.store.custodian_records import (
     LockRecord,
     PairRecord,
     PairStatus,
+    SessionRecord,
+    SessionStage,
     SigningShareRecord,
     WalletRecord,
 )
 from portal_core.store.database import Migration
+from portal_core.store.request_sqlite import SqliteRequestTables
 from portal_core.store.rows import record_from_row
 from portal_core.store.tenant_sqlite import SqliteTenantTables
 
@@ -45,6 +51,10 @@ __all__ = ["SqliteStore"]
 _PAIR_COLUMNS = (
     "pair_id, backup_id, wallet_id, method, curve, status, public_key, client_public_share, "
     "custodian_public_share, sealed_custodian_share, created_at, completed_at"
+)
+_SESSION_COLUMNS = (
+    "session_id, client_id, wallet_id, operation, method, stage, share_ids, generations, "
+    "sealed_states, client_commitments, created_at, expires_at"
 )
 _SIGNING_COLUMNS = (
     "wallet_id, curve, share_id, public_key, client_public_share, custodian_public_share, "
@@ -61,7 +71,32 @@ def _backup(row: sqlite3.Row) -> BackupRecord:
     return record_from_row(BackupRecord, row, mode=BackupMode)
 
 
-class SqliteStore(SqliteTenantTables):
+# A session's maps are JSON objects keyed by curve; bytes values are base64 strings.
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+def _blobs_json(value: Mapping[str, bytes]) -> str:
+    return _json({k: base64.b64encode(bytes(v)).decode("ascii") for k, v in value.items()})
+
+
+def _blobs(text: str) -> dict[str, bytes]:
+    return {k: base64.b64decode(v, validate=True) for k, v in json.loads(text).items()}
+
+
+def _session(row: sqlite3.Row) -> SessionRecord:
+    return record_from_row(
+        SessionRecord,
+        row,
+        stage=SessionStage,
+        share_ids=json.loads,
+        generations=json.loads,
+        sealed_states=_blobs,
+        client_commitments=_blobs,
+    )
+
+
+class SqliteStore(SqliteTenantTables, SqliteRequestTables):
     """A :class:`~portal_core.store.custodian_interface.CustodianStore` in one SQLite file,
     and a :class:`~portal_core.store.tenant_interface.TenantStore` (tenants, API key hashes,
     the audit trail: :class:`~portal_core.store.tenant_sqlite.SqliteTenantTables`).
@@ -109,6 +144,23 @@ class SqliteStore(SqliteTenantTables):
         if lock is not None:
             conn.execute("DELETE FROM locks WHERE client_id = ? AND owner = ?", lock)
 
+    @staticmethod
+    def _end_session(conn: sqlite3.Connection, lock: LockRef, session_id: str | None) -> None:
+        """Deletes the session whose result the transaction records; it must still be the
+        lock's client's, at stage ``finishing`` (or whoever ended it did its clean-up, and the
+        result must not be recorded after that)."""
+        if session_id is None:
+            return
+        cur = conn.execute(
+            "DELETE FROM sessions WHERE session_id = ? AND client_id = ? AND stage = ?",
+            (session_id, lock[0], SessionStage.FINISHING),
+        )
+        if cur.rowcount != 1:
+            raise WalletModificationInProgress(
+                f"session {session_id!r} has ended (aborted, or expired) before its result "
+                "was recorded: start again"
+            )
+
     # -- clients and wallets -------------------------------------------------------------
 
     def add_client(self, client_id: str, now: float) -> ClientRecord:
@@ -125,10 +177,16 @@ class SqliteStore(SqliteTenantTables):
         return None if row is None else record_from_row(ClientRecord, row)
 
     def add_wallet(
-        self, wallet: WalletRecord, shares: Sequence[SigningShareRecord], *, lock: LockRef
+        self,
+        wallet: WalletRecord,
+        shares: Sequence[SigningShareRecord],
+        *,
+        lock: LockRef,
+        end_session: str | None = None,
     ) -> None:
         with self.transaction() as conn:
             self._check_lock(conn, lock)
+            self._end_session(conn, lock, end_session)
             if conn.execute(
                 "SELECT 1 FROM wallets WHERE client_id = ?", (wallet.client_id,)
             ).fetchone():
@@ -176,10 +234,16 @@ class SqliteStore(SqliteTenantTables):
         return {r["curve"]: record_from_row(SigningShareRecord, r) for r in rows}
 
     def replace_signing_shares(
-        self, wallet_id: str, shares: Sequence[SigningShareRecord], *, lock: LockRef
+        self,
+        wallet_id: str,
+        shares: Sequence[SigningShareRecord],
+        *,
+        lock: LockRef,
+        end_session: str | None = None,
     ) -> None:
         with self.transaction() as conn:
             self._check_lock(conn, lock)
+            self._end_session(conn, lock, end_session)
             for s in shares:
                 self._checkpoint("store.replace_signing_shares.share")
                 cur = conn.execute(
@@ -243,10 +307,16 @@ class SqliteStore(SqliteTenantTables):
     # -- backups -------------------------------------------------------------------------
 
     def add_backup(
-        self, backup: BackupRecord, pairs: Sequence[PairRecord], *, lock: LockRef
+        self,
+        backup: BackupRecord,
+        pairs: Sequence[PairRecord],
+        *,
+        lock: LockRef,
+        end_session: str | None = None,
     ) -> list[PairRecord]:
         with self.transaction() as conn:
             self._check_lock(conn, lock)
+            self._end_session(conn, lock, end_session)
             stale = [
                 _pair(r)
                 for r in conn.execute(
@@ -416,6 +486,102 @@ class SqliteStore(SqliteTenantTables):
                 return []
             conn.execute("DELETE FROM backups WHERE backup_id = ?", (backup_id,))
         return pairs
+
+    # -- protocol sessions ---------------------------------------------------------------
+
+    def add_session(self, session: SessionRecord, *, lock: LockRef) -> None:
+        with self.transaction() as conn:
+            self._check_lock(conn, lock)
+            if conn.execute(
+                "SELECT 1 FROM sessions WHERE session_id = ?", (session.session_id,)
+            ).fetchone():
+                raise StoreError(f"session {session.session_id!r} already exists")
+            conn.execute(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.session_id,
+                    session.client_id,
+                    session.wallet_id,
+                    session.operation,
+                    session.method,
+                    session.stage,
+                    _json(session.share_ids),
+                    _json(session.generations),
+                    _blobs_json(session.sealed_states),
+                    _blobs_json(session.client_commitments),
+                    session.created_at,
+                    session.expires_at,
+                ),
+            )
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self.query_one(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        return None if row is None else _session(row)
+
+    def advance_session(
+        self,
+        session_id: str,
+        *,
+        client_id: str,
+        expect: SessionStage,
+        stage: SessionStage,
+        now: float,
+        client_commitments: Mapping[str, bytes] | None = None,
+    ) -> bool:
+        # One UPDATE whose WHERE is the comparison: atomic whatever the isolation level.
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE sessions SET stage = ?, "
+                "client_commitments = COALESCE(?, client_commitments) "
+                "WHERE session_id = ? AND client_id = ? AND stage = ? AND expires_at > ?",
+                (
+                    SessionStage(stage),
+                    None if client_commitments is None else _blobs_json(client_commitments),
+                    session_id,
+                    client_id,
+                    SessionStage(expect),
+                    now,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def delete_session(
+        self, session_id: str, *, client_id: str | None = None
+    ) -> SessionRecord | None:
+        with self.transaction() as conn:
+            row = conn.execute(
+                f"DELETE FROM sessions WHERE session_id = ? AND (? IS NULL OR client_id = ?) "
+                f"RETURNING {_SESSION_COLUMNS}",
+                (session_id, client_id, client_id),
+            ).fetchone()
+        return None if row is None else _session(row)
+
+    def expired_sessions(self, now: float, *, client_id: str | None = None) -> list[SessionRecord]:
+        rows = self.query(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE expires_at <= ? "
+            "AND (? IS NULL OR client_id = ?) ORDER BY expires_at, session_id",
+            (now, client_id, client_id),
+        )
+        return [_session(r) for r in rows]
+
+    def delete_expired_sessions(
+        self, now: float, *, client_id: str | None = None, limit: int | None = None
+    ) -> list[SessionRecord]:
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        with self.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE expires_at <= ? "
+                "AND (? IS NULL OR client_id = ?) ORDER BY expires_at, session_id LIMIT ?",
+                (now, client_id, client_id, -1 if limit is None else limit),
+            ).fetchall()
+            for r in rows:
+                self._checkpoint("store.delete_expired_sessions.session")
+                conn.execute("DELETE FROM sessions WHERE session_id = ?", (r["session_id"],))
+        return [_session(r) for r in rows]
 
     # -- eject ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The interface of the tenant tables every custodian store implements: tenants, API keys
-(their hashes) and the audit trail.
+(their hashes), the audit trail and each tenant's webhook (self-managed mode).
 
 Each method that changes state also appends its audit events, in the same transaction: a
 change is never recorded without its event, nor an event without its change. The errors
@@ -9,6 +9,7 @@ below are re-exported by :mod:`portal_core.tenants`, the module callers use.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from portal_core.store.custodian_interface import StoreError
@@ -24,6 +25,7 @@ __all__ = [
     "LastAdminKey",
     "TenantExists",
     "TenantStore",
+    "TenantWebhookRecord",
     "UnknownClient",
     "UnknownKey",
     "UnknownTenant",
@@ -48,6 +50,18 @@ class UnknownKey(StoreError):
 
 class LastAdminKey(StoreError):
     """Revoking the key would leave its tenant without a live admin key."""
+
+
+@dataclass(frozen=True)
+class TenantWebhookRecord:
+    """A tenant's webhook: where the custodian sends its backup shares in self-managed
+    mode, and the secret that authenticates its requests, sealed under the custodian's KMS
+    (:class:`portal_core.webhooks.TenantWebhooks` seals and opens it; kept out of ``repr``)."""
+
+    tenant_id: str
+    base_url: str
+    sealed_secret: bytes = field(repr=False)
+    updated_at: float
 
 
 @runtime_checkable
@@ -146,4 +160,21 @@ class TenantStore(Protocol):
     ) -> list[AuditEvent]:
         """The events no tenant could be named for (authentication failures with an unknown
         or unreadable key id): for the operator, never for a tenant."""
+        ...
+
+    def set_tenant_webhook(self, webhook: TenantWebhookRecord, audit: Sequence[AuditEntry]) -> None:
+        """Records the tenant's webhook, replacing the one it had.
+
+        Raises:
+            UnknownTenant: no such tenant.
+        """
+        ...
+
+    def tenant_webhook(self, tenant_id: str) -> TenantWebhookRecord | None:
+        """The tenant's webhook; None when it has none."""
+        ...
+
+    def delete_tenant_webhook(self, tenant_id: str, audit: Sequence[AuditEntry]) -> bool:
+        """Removes the tenant's webhook and appends ``audit``; False (and no event) when it
+        had none."""
         ...

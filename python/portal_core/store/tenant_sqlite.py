@@ -1,8 +1,9 @@
-"""The tenant tables on SQLite: tenants, API key hashes and the audit trail.
+"""The tenant tables on SQLite: tenants, API key hashes, the audit trail and the tenants'
+webhooks.
 
 A base class of :class:`~portal_core.store.custodian_sqlite.SqliteStore` (the tables live
 in the custodian's file and schema, :mod:`portal_core.store.custodian_migrations`,
-version 2), kept apart so the custodian's SQL and the tenants' each stay readable.
+versions 2 and 3), kept apart so the custodian's SQL and the tenants' each stay readable.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from portal_core.store.rows import record_from_row
 from portal_core.store.tenant_interface import (
     LastAdminKey,
     TenantExists,
+    TenantWebhookRecord,
     UnknownClient,
     UnknownKey,
     UnknownTenant,
@@ -40,6 +42,7 @@ MAX_AUDIT_LIMIT = 1000
 # ``noqa: S608``); values are always bound.
 _KEY_COLUMNS = "key_id, tenant_id, client_id, kind, secret_hash, created_at, revoked_at"
 _EVENT_COLUMNS = "event_id, tenant_id, at, kind, subject, detail"
+_WEBHOOK_COLUMNS = "tenant_id, base_url, sealed_secret, updated_at"
 
 
 def _key(row: sqlite3.Row) -> ApiKeyRecord:
@@ -227,6 +230,34 @@ class SqliteTenantTables(SqliteDatabase):
             (tenant_id,),
         )
         return [_key(r) for r in rows]
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def set_tenant_webhook(self, webhook: TenantWebhookRecord, audit: Sequence[AuditEntry]) -> None:
+        with self.transaction() as conn:
+            self._require_tenant(conn, webhook.tenant_id)
+            conn.execute(
+                f"INSERT INTO tenant_webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?) "  # noqa: S608
+                "ON CONFLICT (tenant_id) DO UPDATE SET base_url = excluded.base_url, "
+                "sealed_secret = excluded.sealed_secret, updated_at = excluded.updated_at",
+                (webhook.tenant_id, webhook.base_url, webhook.sealed_secret, webhook.updated_at),
+            )
+            for entry in audit:
+                self._append(conn, entry)
+
+    def tenant_webhook(self, tenant_id: str) -> TenantWebhookRecord | None:
+        sql = f"SELECT {_WEBHOOK_COLUMNS} FROM tenant_webhooks WHERE tenant_id = ?"  # noqa: S608
+        row = self.query_one(sql, (tenant_id,))
+        return None if row is None else record_from_row(TenantWebhookRecord, row)
+
+    def delete_tenant_webhook(self, tenant_id: str, audit: Sequence[AuditEntry]) -> bool:
+        with self.transaction() as conn:
+            cur = conn.execute("DELETE FROM tenant_webhooks WHERE tenant_id = ?", (tenant_id,))
+            if cur.rowcount == 0:
+                return False
+            for entry in audit:
+                self._append(conn, entry)
+        return True
 
     # -- audit -----------------------------------------------------------------------------
 
