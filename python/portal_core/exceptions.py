@@ -7,6 +7,8 @@ as the standard library and ``cryptography`` do.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import cryptography.exceptions
 
 
@@ -48,5 +50,20 @@ class InvalidShare(PortalError):
 from portal_core.backup import errors as _flow_errors  # noqa: E402
 from portal_core.backup.errors import *  # noqa: E402, F403
 
+if TYPE_CHECKING:  # `as`: re-exported for the type checker, which does not run __getattr__
+    from portal_core.webhooks import FailedWebhook as FailedWebhook
+
 __all__ = ["InvalidEnvelope", "InvalidShare", "InvalidTag", "PortalError"]
 __all__ += _flow_errors.__all__
+__all__ += ["FailedWebhook"]
+
+
+def __getattr__(name: str) -> Any:
+    # The self-managed webhooks' error lives with them, in portal_core.webhooks, which needs
+    # the store and the tenants: imported on first use, so that loading this module loads
+    # neither (and no cycle through them).
+    if name == "FailedWebhook":
+        from portal_core.webhooks import FailedWebhook
+
+        return FailedWebhook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

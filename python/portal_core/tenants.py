@@ -96,7 +96,7 @@ class NotAuthorized(PortalError):
 
 
 class AuditKind(StrEnum):
-    """The kinds of audit event this module appends."""
+    """The kinds of audit event this module (and :mod:`portal_core.webhooks`) appends."""
 
     TENANT_CREATED = "tenant.created"
     ADMIN_KEY_CREATED = "admin_key.created"
@@ -105,6 +105,9 @@ class AuditKind(StrEnum):
     CLIENT_KEY_ROTATED = "client_key.rotated"
     CLIENT_KEY_REVOKED = "client_key.revoked"
     AUTHENTICATION_FAILED = "auth.failed"
+    # Appended by portal_core.webhooks.TenantWebhooks (detail: the base URL, never the secret).
+    WEBHOOK_CONFIGURED = "webhook.configured"
+    WEBHOOK_REMOVED = "webhook.removed"
 
 
 _PREFIX = "pc"
