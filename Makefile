@@ -12,9 +12,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test bench lint build venv hsm clean
 
-run: build hsm
-	$(BIN)/portal-core demo
-	. $(HSM_DIR)/env && $(BIN)/portal-core hsm check
+# A wallet's life over HTTP: the service and the integrator's receiver as real servers on
+# 127.0.0.1 (their data in a temporary directory), the SDK against them.
+run: build
+	$(BIN)/portal-core demo --http
 
 test: build hsm
 	cargo test --release -p portal-crypto

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from http_world import HttpCustodianFacade, RunningService
 from portal_core.backup import (
     Argon2Params,
     LocalCustodian,
@@ -156,13 +157,24 @@ class World:
     """One custodian database and key directory; custodians and clients made over them, as
     many times as a test needs (a restart is a new custodian over the same store file)."""
 
-    def __init__(self, kms: Any, tmp: Path, *, self_managed: bool = False) -> None:
+    def __init__(
+        self,
+        kms: Any,
+        tmp: Path,
+        *,
+        self_managed: bool = False,
+        http: RunningService | None = None,
+    ) -> None:
         self.kms = kms
+        # Over HTTP (``http``): custodian() is the service, reached with real API keys.
+        self.http = HttpCustodianFacade(http) if http is not None else None
         self.tmp = tmp
         self.db = tmp / "custodian.db"
         self.key_dir = tmp / "keys"
         self.key_dir.mkdir(parents=True, exist_ok=True)
-        self.key_name = f"backup-test-{uuid.uuid4().hex[:10]}"
+        self.key_name = (
+            self.http.key_name if self.http is not None else f"backup-test-{uuid.uuid4().hex[:10]}"
+        )
         self.clock = Clock()
         self.integrator = MemoryIntegratorStore() if self_managed else None
         self.stores: list[SqliteStore] = []
@@ -170,6 +182,9 @@ class World:
     def custodian(
         self, checkpoint: Callable[[str], None] | None = None, **kw: Any
     ) -> LocalCustodian:
+        if self.http is not None:
+            assert checkpoint is None and not kw, "a service process takes no test hooks"
+            return self.http  # type: ignore[return-value] # the same calls, over HTTP
         store = SqliteStore(self.db, checkpoint=checkpoint)
         self.stores.append(store)
         kw.setdefault("operator", CUSTODIAN_OPERATOR)
@@ -193,8 +208,9 @@ class World:
         **kw: Any,
     ) -> WalletClient:
         kw.setdefault("argon2", FAST)
+        api = custodian.api(client_id) if isinstance(custodian, HttpCustodianFacade) else custodian
         return WalletClient(
-            custodian,
+            api,
             client_id,
             device=device if device is not None else MemoryDevice(),
             custom_key_dir=str(self.key_dir),
@@ -212,13 +228,24 @@ class World:
     def close(self) -> None:
         for s in self.stores:
             s.close()
+        if self.http is not None:
+            self.http.close()
 
 
 @pytest.fixture(name="world")
-def world_fixture(kms: Any, tmp_path: Path) -> Iterator[World]:
-    w = World(kms, tmp_path)
+def world_fixture(request: pytest.FixtureRequest, kms: Any, tmp_path: Path) -> Iterator[World]:
+    """An in-process custodian's world; with :data:`local_and_http`, also the custodian as a
+    real HTTP service (two worker processes)."""
+    mode = getattr(request, "param", "local")
+    http = request.getfixturevalue("http_service") if mode == "http" else None
+    w = World(kms, tmp_path, http=http)
     yield w
     w.close()
+
+
+# The flow suite runs once in-process and once over HTTP: a test marked with this gets a
+# ``world`` of each kind (tests that move the custodian's clock or crash it stay in-process).
+local_and_http = pytest.mark.parametrize("world", ["local", "http"], indirect=True)
 
 
 @pytest.fixture(name="self_managed_world")

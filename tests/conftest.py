@@ -24,4 +24,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 # The SoftHSM2 token of the KMS tests (tests/test_kms*.py, tests/test_cli_kms.py).
+# The custodian as a real HTTP service (tests/http_world.py), started once per session.
+from http_world import http_service  # noqa: E402, F401
 from kms_fixtures import hsm_env, key_name, kms, other_kms  # noqa: E402, F401

@@ -20,6 +20,7 @@ from backup_helpers import (
     PASSWORD,
     DictStorage,
     FakeVault,
+    local_and_http,
     self_managed_world_fixture,  # noqa: F401 - a fixture
     world_fixture,  # noqa: F401 - a fixture
 )
@@ -75,6 +76,7 @@ def test_the_custodian_implements_both_interfaces(world):
     assert isinstance(custodian, CustodianApi) and isinstance(custodian, CustodianAdmin)
 
 
+@local_and_http
 @pytest.mark.parametrize(
     ("method", "config"),
     [("PASSWORD", {"password": PASSWORD}), ("CUSTOM", {})],
@@ -113,6 +115,7 @@ def test_backup_then_recovery_on_a_new_device(world, method, config):
     phone.verify_backup(method, **config)
 
 
+@local_and_http
 def test_a_registered_storage_serves_another_method(world):
     keys: dict[str, bytes] = {}
     custodian = world.custodian()
@@ -125,6 +128,7 @@ def test_a_registered_storage_serves_another_method(world):
     assert phone.addresses() == other.recover_wallet("GDRIVE")
 
 
+@local_and_http
 @pytest.mark.parametrize("method", ["PASSKEY", "GDRIVE", "ICLOUD"])
 def test_methods_without_a_storage_are_not_configured(world, method):
     _, phone = world.new_wallet()
@@ -133,6 +137,7 @@ def test_methods_without_a_storage_are_not_configured(world, method):
     assert not phone.is_wallet_backed_up()
 
 
+@local_and_http
 def test_unknown_methods_and_options_are_refused(world):
     _, phone = world.new_wallet()
     with pytest.raises(UnsupportedBackupMethod, match="unknown backup method 'FIREBASE'"):
@@ -141,6 +146,7 @@ def test_unknown_methods_and_options_are_refused(world):
         phone.backup_wallet("CUSTOM", pasword="x")
 
 
+@local_and_http
 def test_password_is_checked_before_any_share_work(world):
     custodian, phone = world.new_wallet()
     with pytest.raises(PasswordRequired):
@@ -155,6 +161,7 @@ def test_password_is_checked_before_any_share_work(world):
     assert custodian.store.get_lock(phone.client_id) is None
 
 
+@local_and_http
 def test_a_pin_works_through_a_guess_limited_vault(world):
     custodian, phone = world.new_wallet()
     vault = FakeVault()
@@ -169,6 +176,7 @@ def test_a_pin_works_through_a_guess_limited_vault(world):
         world.client(custodian, phone.client_id).recover_wallet("PASSWORD", password="493817")
 
 
+@local_and_http
 def test_custom_key_file_is_private_and_replaced_after_the_next_backup(world):
     _, phone = world.new_wallet()
     first = phone.backup_wallet("CUSTOM")
@@ -182,6 +190,7 @@ def test_custom_key_file_is_private_and_replaced_after_the_next_backup(world):
     assert not [p for p in os.listdir(world.key_dir) if p.endswith(".tmp")]
 
 
+@local_and_http
 def test_default_password_costs_are_owasps(world):
     _, phone = world.new_wallet()
     phone.argon2 = None  # the library default, not the tests' fast one
@@ -193,6 +202,7 @@ def test_default_password_costs_are_owasps(world):
 # -- one active pair per method ----------------------------------------------------------
 
 
+@local_and_http
 def test_a_new_backup_replaces_the_old_one_of_its_method_only(world):
     custodian, phone = world.new_wallet()
     old = phone.backup_wallet("PASSWORD", password=PASSWORD)
@@ -209,6 +219,7 @@ def test_a_new_backup_replaces_the_old_one_of_its_method_only(world):
     assert phone.addresses() == fresh.recover_wallet("PASSWORD", password=OTHER_PASSWORD)
 
 
+@local_and_http
 def test_no_backup_no_recovery(world):
     custodian, phone = world.new_wallet()
     with pytest.raises(NoValidBackup, match="no completed PASSWORD backup"):
@@ -219,6 +230,7 @@ def test_no_backup_no_recovery(world):
 # -- bad cipher texts and swapped shares ----------------------------------------------------
 
 
+@local_and_http
 def test_wrong_password_is_refused_and_the_wallet_stays_usable(world):
     custodian, phone = world.new_wallet()
     phone.backup_wallet("PASSWORD", password=PASSWORD)
@@ -230,6 +242,7 @@ def test_wrong_password_is_refused_and_the_wallet_stays_usable(world):
     assert phone.addresses() == fresh.recover_wallet("PASSWORD", password=PASSWORD)
 
 
+@local_and_http
 @pytest.mark.parametrize("where", ["body", "tag", "header"])
 def test_a_tampered_cipher_text_is_refused(world, where):
     custodian, phone = world.new_wallet()
@@ -250,6 +263,7 @@ def test_a_tampered_cipher_text_is_refused(world, where):
     assert fresh.device.load(phone.client_id) == {}
 
 
+@local_and_http
 def test_a_cipher_text_of_another_wallet_is_refused(world):
     custodian, alice = world.new_wallet()
     _, bob = world.new_wallet(custodian)
@@ -272,6 +286,7 @@ def _pair(
     return custodian.store.backup_pairs(p.backup_id), p
 
 
+@local_and_http
 def test_a_custodian_share_moved_between_wallets_does_not_open(world):
     custodian, alice = world.new_wallet()
     _, bob = world.new_wallet(custodian)
@@ -294,6 +309,7 @@ def test_a_custodian_share_moved_between_wallets_does_not_open(world):
         fresh.verify_backup("CUSTOM")
 
 
+@local_and_http
 def test_a_swapped_share_resealed_in_place_is_caught_by_the_public_share_check(world, kms):
     """An insider with KMS access re-seals another wallet's share under this pair's context:
     it opens, and only the recorded public share shows it is not this pair's."""
@@ -325,6 +341,7 @@ def test_a_swapped_share_resealed_in_place_is_caught_by_the_public_share_check(w
     assert fresh.device.load(alice.client_id) == {}
 
 
+@local_and_http
 def test_an_altered_client_public_share_record_is_caught_by_the_client(world):
     custodian, phone = world.new_wallet()
     phone.backup_wallet("CUSTOM")
@@ -344,6 +361,7 @@ def test_an_altered_client_public_share_record_is_caught_by_the_client(world):
 # -- verify_backup -----------------------------------------------------------------------------
 
 
+@local_and_http
 def test_verify_backup_checks_both_sides_without_resharing(world):
     custodian, phone = world.new_wallet()
     result = phone.backup_wallet("PASSWORD", password=PASSWORD)
@@ -443,6 +461,7 @@ def test_a_second_backup_or_recovery_while_one_runs_is_refused(world):
     phone.backup_wallet("CUSTOM")  # free again
 
 
+@local_and_http
 def test_racing_backups_start_one_at_a_time(world):
     custodian, phone = world.new_wallet()
     barrier = threading.Barrier(4, timeout=60)
@@ -466,6 +485,7 @@ def test_racing_backups_start_one_at_a_time(world):
     assert custodian.store.get_lock(phone.client_id) is None
 
 
+@local_and_http
 def test_one_custodian_serves_many_wallets_from_many_threads(world):
     custodian = world.custodian()
     phones = [world.new_wallet(custodian)[1] for _ in range(4)]
@@ -491,6 +511,7 @@ def test_one_custodian_serves_many_wallets_from_many_threads(world):
     assert len(set(map(str, recovered.values()))) == 4
 
 
+@local_and_http
 def test_a_bad_protocol_message_ends_the_session_and_frees_the_wallet(world):
     custodian, phone = world.new_wallet()
     _, other = world.new_wallet(custodian)
@@ -520,6 +541,7 @@ def test_an_abandoned_session_blocks_only_until_its_lock_expires(world):
     assert phone.backup_wallet("CUSTOM").status == "completed"
 
 
+@local_and_http
 def test_a_second_wallet_for_a_client_is_refused(world):
     custodian, phone = world.new_wallet()
     with pytest.raises(WalletAlreadyExists):
@@ -640,6 +662,7 @@ def test_errors_for_unknown_clients_and_wallets(world):
         world.client(custodian2, owner.client_id).backup_wallet("CUSTOM")
 
 
+@local_and_http
 def test_small_argon2_parameters_are_configurable_and_recorded(world):
     custodian, phone = world.new_wallet()
     params = Argon2Params(time_cost=1, memory_cost=128, parallelism=2)
@@ -654,6 +677,7 @@ def test_small_argon2_parameters_are_configurable_and_recorded(world):
 # -- first contact: what a user gets wrong --------------------------------------------------
 
 
+@local_and_http
 def test_flow_calls_take_their_options_by_keyword(world):
     custodian, phone = world.new_wallet()
     # backup_wallet("PASSWORD", pw) once took pw as the progress callback.
@@ -669,6 +693,7 @@ def test_flow_calls_take_their_options_by_keyword(world):
         WalletClient(custodian, phone.client_id)  # type: ignore[call-arg]  # no default device
 
 
+@local_and_http
 def test_a_file_device_keeps_the_wallet_across_a_restart(world, tmp_path):
     custodian = world.custodian()
     client_id = custodian.create_client()

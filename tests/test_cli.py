@@ -225,3 +225,29 @@ def test_tenants_create_text_output_and_a_bad_name(tmp_path):
     assert bad.returncode == 1 and "tenant name" in bad.stderr
     missing = run_cli("tenants", "create", "X", cwd=tmp_path)
     assert missing.returncode == 2 and "--data-dir" in missing.stderr
+
+
+def test_demo_over_http_runs_a_wallets_life_and_stops_its_servers(tmp_path):
+    """``make run``: the service and the receiver as real servers, the SDK against them."""
+    import httpx
+
+    proc = run_cli("demo", "--http", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for needle in (
+        "create the wallet",
+        "back up with PASSWORD",
+        "Encrypting share",
+        "self-managed CUSTOM backup",
+        "recover on a new device with CUSTOM",
+        "eject",
+        "(not printed)",
+    ):
+        assert needle in proc.stdout, needle
+    assert "pc_adm_" not in proc.stdout and "pc_cli_" not in proc.stdout
+    summary = run_cli("demo", "--http", "--json", cwd=tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    out = json.loads(summary.stdout)
+    assert set(out["addresses"]) == {"SECP256K1", "ED25519"}
+    for server in (out["service"], out["receiver"]):  # stopped at the end
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server + "/healthz", timeout=2)

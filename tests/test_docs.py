@@ -30,3 +30,11 @@ def test_every_test_the_table_cites_exists():
         for name in re.findall(r"^def (test_\w+)", path.read_text(encoding="utf-8"), re.M)
     }
     assert cited <= defined, sorted(cited - defined)
+
+
+def test_the_server_page_lists_every_endpoint():
+    from portal_core.http_api import ENDPOINTS
+
+    text = (ROOT / "docs" / "server.md").read_text(encoding="utf-8")
+    missing = [f"{e.method} {e.path}" for e in ENDPOINTS if f"`{e.method} {e.path}`" not in text]
+    assert not missing, f"docs/server.md does not list: {missing}"

@@ -369,6 +369,53 @@ def test_ensure_key_absorbs_another_process_creating_the_key_first(kms, monkeypa
     assert kms.versions(name) == [1]  # created once, not twice
 
 
+_ENSURE_IN_A_PROCESS = """
+import fcntl, sys
+from portal_core.kms import Pkcs11Kms
+# Opening: one process at a time, as a service's workers do (SoftHSM2 can fail to find a
+# token another process is writing at that moment); then all at once.
+with open(sys.argv[2], "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    kms = Pkcs11Kms.from_env()
+with kms:
+    sys.stdin.readline()  # every process is up: start at once
+    kms.ensure_key(sys.argv[1])
+    kms.seal(sys.argv[1], b"x", context={})
+"""
+
+
+def test_ensure_key_in_several_processes_at_once_makes_one_key(kms, hsm_env, tmp_path):
+    """Workers of a service starting together each ensure the same key: one key results
+    (two would make every later seal fail on a duplicate label)."""
+    import subprocess
+    import sys
+
+    name = f"ensure-procs-{os.urandom(6).hex()}"
+    env = {**os.environ, **hsm_env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ENSURE_IN_A_PROCESS, name, str(tmp_path / "open.lock")],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err.decode()[-2000:]
+    finally:
+        for p in procs:
+            p.kill()
+    assert kms.versions(name) == [1]
+    kms.seal(name, b"y", context={})  # one object per label: sealing finds it
+
+
 def test_local_custodian_ensures_its_key_through_the_protocol(tmp_path):
     from portal_core.backup import LocalCustodian
     from portal_core.store import SqliteStore

@@ -79,6 +79,7 @@ SNAPSHOT = {
     "DeviceReplaced": (409, "DEVICE_REPLACED"),
     "WalletAlreadyExists": (409, "WALLET_ALREADY_EXISTS"),
     "DeviceStoreError": (500, "DEVICE_STORE_ERROR"),
+    "FailedWebhook": (502, "FAILED_WEBHOOK"),
     "KmsError": (500, "KMS_ERROR"),
     "KeyNotFound": (500, "KMS_KEY_NOT_FOUND"),
     "KeyAlreadyExists": (409, "KMS_KEY_ALREADY_EXISTS"),
@@ -112,7 +113,7 @@ SNAPSHOT = {
     "WrongAccessKey": (403, "WRONG_ACCESS_KEY"),
     "SecretDestroyed": (410, "VAULT_SECRET_DESTROYED"),
     "StoreError": (500, "STORE_ERROR"),
-    "AuthenticationFailed": (403, "AUTHENTICATION_FAILED"),
+    "AuthenticationFailed": (401, "AUTHENTICATION_FAILED"),
     "NotAuthorized": (403, "NOT_AUTHORIZED"),
     "TenantExists": (409, "TENANT_EXISTS"),
     "UnknownTenant": (404, "TENANT_NOT_FOUND"),
@@ -150,7 +151,7 @@ def test_codes_are_unique_and_well_formed():
     assert len(codes) == len(set(codes))
     for code in codes:
         assert code.isupper() and code.replace("_", "").isalpha(), code
-    assert RESERVED_CODES == {"FAILED_WEBHOOK": 502}
+    assert RESERVED_CODES == {}  # FAILED_WEBHOOK, once reserved, is FailedWebhook's now
 
 
 def test_seed_names_are_kept():
@@ -214,7 +215,7 @@ def test_round_trip_code_to_class(cls):
 
 
 def test_unknown_reserved_and_http_codes_give_portal_error():
-    for code in ("NO_SUCH_CODE", "FAILED_WEBHOOK", "NOT_FOUND", None, 7):
+    for code in ("NO_SUCH_CODE", "NOT_FOUND", *RESERVED_CODES, None, 7):
         back = exception_from_problem({"code": code, "detail": "x"})
         assert type(back) is PortalError
 

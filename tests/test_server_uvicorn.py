@@ -5,56 +5,18 @@ lines, and is always stopped."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+# `as`: also re-exported from here, where tests/http_world.py imports them.
+from server_helpers import free_port as free_port
+from server_helpers import stop as stop
+from server_helpers import wait_healthy as wait_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"uvicorn exited with {proc.returncode}"
-        try:
-            if httpx.get(base + "/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError as e:
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"/healthz did not answer within {START_TIMEOUT_S:.0f} s: {last!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to uvicorn's supervisor (it stops its workers); SIGKILL to the process group
-    it leads if that takes longer than STOP_TIMEOUT_S."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group of this test's own uvicorn only
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=STOP_TIMEOUT_S)
 
 
 def test_uvicorn_two_workers(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -147,6 +148,26 @@ def demo(
     return 0
 
 
+def http_demo(*, as_json: bool) -> int:
+    """``portal-core demo --http`` (:mod:`portal_core.server.demo`)."""
+    try:
+        from portal_core.server import demo as service_demo
+    except ImportError as e:
+        print(
+            f"portal-core demo --http: {e}; pip install '{DISTRIBUTION}[server]'", file=sys.stderr
+        )
+        return 2
+    try:
+        summary = service_demo.run(out=(lambda _line: None) if as_json else print)
+    except (PortalError, RuntimeError, subprocess.SubprocessError) as e:
+        print(f"portal-core demo --http: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portal-core", description=__doc__)
     parser.add_argument(
@@ -158,10 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_demo.add_argument("--json", action="store_true", help="print one JSON object")
     p_demo.add_argument("--core", action="store_true", help="the crypto core only (no HSM)")
+    p_demo.add_argument(
+        "--http",
+        action="store_true",
+        help="a wallet's life over HTTP: the service and the integrator's receiver as real "
+        "servers on 127.0.0.1 (embedded defaults in a temporary directory), the SDK against "
+        "them",
+    )
     add_hsm_options(p_demo)
 
     add_commands(sub)
     _add_tenant_commands(sub)
+    _add_serve_command(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -219,11 +248,69 @@ def tenants_create(name: str, data_dir: str, *, as_json: bool) -> int:
     return 0
 
 
+# ``portal-core serve``'s options: each sets the setting of its name, as its variable does.
+_SERVE_OPTIONS = (
+    ("--host", "ADDRESS", "PORTAL_HOST", "the address to listen on (default 127.0.0.1)"),
+    ("--port", "PORT", "PORTAL_PORT", "the TCP port (default 8400)"),
+    (
+        "--data-dir",
+        "DIR",
+        "PORTAL_DATA_DIR",
+        f"the custodian's data directory: its store ({STORE_FILE}) and, unless PKCS11_* "
+        "names an HSM, its SoftHSM2 token (hsm/), made private on first start",
+    ),
+    ("--workers", "N", "PORTAL_WORKERS", "worker processes (default 1)"),
+    ("--tls-cert", "FILE", "PORTAL_TLS_CERT", "serve HTTPS with this PEM certificate chain"),
+    ("--tls-key", "FILE", "PORTAL_TLS_KEY", "the PEM private key of --tls-cert"),
+    ("--operator", "NAME", "PORTAL_OPERATOR", "who runs this custodian (default custodian)"),
+    ("--config", "FILE", "PORTAL_CONFIG", "a TOML file of settings"),
+)
+
+
+def _add_serve_command(sub: Any) -> None:
+    p_serve = sub.add_parser(
+        "serve",
+        help="run the custodian's HTTP service (settings: options, then PORTAL_* variables, "
+        "then the config file; see docs/server.md)",
+    )
+    for flag, metavar, variable, text in _SERVE_OPTIONS:
+        p_serve.add_argument(flag, metavar=metavar, help=f"{text}; or {variable}")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Checks the settings, prepares the data directory and the HSM, then serves until
+    SIGTERM or SIGINT. Exit 1 (and a message on stderr) when a setting is refused or the
+    store or the HSM cannot be opened; 2 when the ``server`` extra is missing."""
+    try:
+        from portal_core.server import config, runtime
+    except ImportError as e:
+        print(
+            f"portal-core serve: {e}; install the server extra: pip install "
+            f"'{DISTRIBUTION}[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    options = {name: getattr(args, name) for name in (*config.OPTIONS, "config")}
+    try:
+        runtime.serve(config.load_settings(options))
+    except ImportError as e:  # python-pkcs11 (the hsm extra), or webauthn for passkeys
+        print(f"portal-core serve: {e}", file=sys.stderr)
+        return 2
+    except (PortalError, ValueError, OSError) as e:
+        print(f"portal-core serve: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo" and args.http:
+        return http_demo(as_json=args.json)
     if args.command == "demo":
         return demo(args.json, core=args.core, hsm_dir=args.hsm_dir, profile=args.profile)
     if args.command == "tenants":
         return tenants_create(args.name, args.data_dir, as_json=args.json)
+    if args.command == "serve":
+        return serve(args)
     try:
         from portal_core.kms import commands as kms_cli
     except ImportError as e:  # python-pkcs11 is the optional extra "hsm"

@@ -22,8 +22,12 @@ This module is the facade; the work is done by its neighbours:
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
+import tempfile
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -235,7 +239,7 @@ class Pkcs11Kms:
             self._generate(ps, name, 1)
             return layout.read_versions(pool, ps, name)[0]
 
-        with self._hierarchy.name_lock(name):
+        with self._hierarchy.name_lock(name), _machine_lock(self.module, self.token_label, name):
             self._hierarchy.changed(name, pool.run(create, f"creating key {name!r}"))
         return 1
 
@@ -280,7 +284,7 @@ class Pkcs11Kms:
             self._generate(ps, name, view.newest + 1)
             return layout.read_versions(pool, ps, name)[0]
 
-        with self._hierarchy.name_lock(name):
+        with self._hierarchy.name_lock(name), _machine_lock(self.module, self.token_label, name):
             view = pool.run(rotate, f"rotating key {name!r}")
             self._hierarchy.changed(name, view, rotated=True)
         return view.newest
@@ -509,3 +513,42 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Seconds a process waits for another on this machine to finish creating or rotating a key.
+_MACHINE_LOCK_TIMEOUT_S = 30.0
+
+
+@contextmanager
+def _machine_lock(module: str, token_label: str, name: str) -> Iterator[None]:
+    """Serialises key creation and rotation of ``name`` between the processes of this
+    machine (the workers of one service starting at once): PKCS#11 has no "create unless it
+    exists", so two processes that both find no key would each make one. An exclusive lock
+    on a file named from the module, the token and the key (no secret in it), waited for at
+    most :data:`_MACHINE_LOCK_TIMEOUT_S`. Processes on other machines sharing a network HSM
+    are not covered: create keys there before starting them (``portal-core keys create``).
+
+    Raises:
+        HsmUnavailable: the lock was not released in time.
+    """
+    from portal_core.kms.errors import HsmUnavailable
+
+    digest = hashlib.sha256(f"{module}\0{token_label}\0{name}".encode()).hexdigest()[:24]
+    path = os.path.join(tempfile.gettempdir(), f"portal-core-kms-{digest}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + _MACHINE_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HsmUnavailable(
+                        f"another process held the lock on key {name!r} for over "
+                        f"{_MACHINE_LOCK_TIMEOUT_S:.0f} s"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -42,6 +42,8 @@ from portal_core.server.logs import (
     new_request_id,
 )
 from portal_core.server.logs import valid_request_id as _valid_request_id
+from portal_core.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from portal_core.server.metrics import Metrics
 from portal_core.server.openapi import build_openapi
 from portal_core.server.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -151,10 +153,18 @@ def _problem_response(
 class _RequestContext:
     """Request id, body cap, access log and the catch-all (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        logger: logging.Logger,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.log = logger
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -213,6 +223,11 @@ class _RequestContext:
                 response = _problem_response(500, "INTERNAL", None, rid)
             await response(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - t0
+            if self.metrics is not None:
+                route = scope.get("route")
+                name = getattr(route, "name", None) or "unmatched"
+                self.metrics.observe_request(name, scope.get("method", ""), status, seconds)
             client = scope.get("client")
             log_fields(
                 self.log,
@@ -223,7 +238,7 @@ class _RequestContext:
                     "method": scope.get("method"),
                     "path": scope.get("path"),  # never the query string
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                    "duration_ms": round(seconds * 1000, 3),
                     "client": client[0] if client else None,
                 },
             )
@@ -292,6 +307,7 @@ def create_app(
     blocking_threads: int = DEFAULT_BLOCKING_THREADS,
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S,
     logger: logging.Logger | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The custodian's ASGI app.
 
@@ -301,6 +317,7 @@ def create_app(
     not ready). ``routes``: endpoints to serve besides the built-in ones. ``max_body_bytes``:
     larger request bodies are refused with 413. ``blocking_threads``: the size of the pool
     :func:`run_blocking` uses. ``logger``: where request lines go (``portal_core.server``).
+    ``metrics``: counted per request and served at ``/metrics`` (none: no ``/metrics``).
     """
     if max_body_bytes < 0:
         raise ValueError("max_body_bytes must not be negative")
@@ -343,6 +360,11 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return JsonResponse(openapi)
 
+    async def metrics_text(request: Request) -> Response:
+        assert metrics is not None
+        return Response(await anyio.to_thread.run_sync(metrics.render), 200,
+                        media_type=METRICS_CONTENT_TYPE)  # fmt: skip
+
     log_thread = LogThread(log)
 
     @contextlib.asynccontextmanager
@@ -359,9 +381,12 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            *([Route("/metrics", metrics_text, methods=["GET"])] if metrics else []),
             *routes,
         ],
-        middleware=[Middleware(_RequestContext, max_body_bytes=max_body_bytes, logger=log)],
+        middleware=[
+            Middleware(_RequestContext, max_body_bytes=max_body_bytes, logger=log, metrics=metrics)
+        ],
         exception_handlers=_handlers(log),
         lifespan=lifespan,
     )

@@ -12,8 +12,13 @@ document lists every code with its status and exception class (``x-problem-codes
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Union
 
+from portal_core.http_api import ENDPOINTS, Endpoint
 from portal_core.server.problems import (
     ERROR_CODES,
     HTTP_CODES,
@@ -53,10 +58,104 @@ def _json(description: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _schema(tp: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a body type (see :mod:`portal_core.wire`); dataclasses go into
+    ``schemas`` and are referenced."""
+    if tp is Any:
+        return {}
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [o for o in typing.get_args(tp) if o is not type(None)]
+        return {"anyOf": [_schema(o, schemas) for o in options] + [{"type": "null"}]}
+    if origin in (dict, Mapping):
+        _, item = typing.get_args(tp)
+        return {"type": "object", "additionalProperties": _schema(item, schemas)}
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return {"type": "array", "items": _schema(item, schemas)}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        name = tp.__name__
+        if name not in schemas:
+            schemas[name] = {}  # placeholder: recursion stops here
+            hints = typing.get_type_hints(tp)
+            fields = dataclasses.fields(tp)
+            schemas[name] = {
+                "type": "object",
+                "required": [
+                    f.name
+                    for f in fields
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                ],
+                "properties": {f.name: _schema(hints[f.name], schemas) for f in fields},
+            }
+            if tp.__doc__ and not tp.__doc__.startswith(f"{name}("):
+                schemas[name]["description"] = " ".join(tp.__doc__.split())
+        return {"$ref": f"#/components/schemas/{name}"}
+    simple = {
+        bytes: {"$ref": "#/components/schemas/Base64Url"},
+        str: {"type": "string"},
+        int: {"type": "integer"},
+        float: {"type": "number"},
+        bool: {"type": "boolean"},
+        dict: {"type": "object"},
+    }
+    return dict(simple[tp])
+
+
+# Query parameters, by endpoint: name -> JSON Schema type.
+_QUERY: Mapping[str, Mapping[str, str]] = {"audit_events": {"since": "number", "limit": "integer"}}
+
+
+def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _path_params(e.path)
+    ] + [
+        {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+        for name, kind in _QUERY.get(e.name, {}).items()
+    ]
+    op: dict[str, Any] = {
+        "operationId": e.name,
+        "summary": e.summary,
+        "security": [{"apiKey": []}],
+        "x-api-key-kind": str(e.auth),
+    }
+    if params:
+        op["parameters"] = params
+    if e.request is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _schema(e.request, schemas)}},
+        }
+    if e.response is None:
+        ok: dict[str, Any] = {"description": "Done."}
+    else:
+        ok = {
+            "description": "Done.",
+            "content": {"application/json": {"schema": _schema(e.response, schemas)}},
+        }
+    op["responses"] = {str(e.status): ok, "default": {"$ref": "#/components/responses/Problem"}}
+    return op
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _api_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for e in ENDPOINTS:
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, schemas)
+    return paths
+
+
 def build_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the endpoints :func:`~portal_core.server.create_app`
-    serves itself."""
+    """The OpenAPI 3.1 document: the endpoints :func:`~portal_core.server.create_app` serves
+    itself and the ``/v1`` API (:data:`~portal_core.http_api.ENDPOINTS`), whose body schemas
+    are derived from the body classes' annotations."""
     errors = {"default": {"$ref": "#/components/responses/Problem"}}
+    schemas: dict[str, Any] = {}
+    api_paths = _api_paths(schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -87,6 +186,19 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text exposition format).",
+                    "responses": {
+                        "200": {
+                            "description": "Requests, latencies, KMS calls and flows.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **errors,
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -100,9 +212,20 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            **api_paths,
         },
         "components": {
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: a client key (pc_cli_...) for /v1/clients, "
+                    "/v1/sessions and /v1/enclave; an admin key (pc_adm_...) for "
+                    "/v1/custodians/me. `x-api-key-kind` names the kind each operation takes.",
+                },
+            },
             "schemas": {
+                **schemas,
                 "Base64Url": {
                     "type": "string",
                     "pattern": "^[A-Za-z0-9_-]*$",

@@ -33,6 +33,7 @@ from portal_core.enclave import errors as enclave
 from portal_core.exceptions import InvalidEnvelope, InvalidShare, InvalidTag, PortalError
 from portal_core.kms import errors as kms
 from portal_core.store import StoreError
+from portal_core.webhooks import FailedWebhook
 
 __all__ = [
     "ERROR_CODES",
@@ -88,6 +89,8 @@ ERROR_CODES: Mapping[type[PortalError], ErrorCode] = {
     flow.DeviceReplaced: ErrorCode(409, "DEVICE_REPLACED"),
     flow.WalletAlreadyExists: ErrorCode(409, "WALLET_ALREADY_EXISTS"),
     flow.DeviceStoreError: ErrorCode(500, "DEVICE_STORE_ERROR"),
+    # The integrator's webhook (self-managed mode) failed, timed out or refused the custodian.
+    FailedWebhook: ErrorCode(502, "FAILED_WEBHOOK"),
     # -- KMS (portal_core.kms.errors) ----------------------------------------------------
     kms.KmsError: ErrorCode(500, "KMS_ERROR"),
     kms.KeyNotFound: ErrorCode(500, "KMS_KEY_NOT_FOUND"),
@@ -125,7 +128,7 @@ ERROR_CODES: Mapping[type[PortalError], ErrorCode] = {
     # -- store (portal_core.store) --------------------------------------------------------
     StoreError: ErrorCode(500, "STORE_ERROR"),
     # -- tenants and API keys (portal_core.tenants) ---------------------------------------
-    tenants.AuthenticationFailed: ErrorCode(403, "AUTHENTICATION_FAILED"),
+    tenants.AuthenticationFailed: ErrorCode(401, "AUTHENTICATION_FAILED"),
     tenants.NotAuthorized: ErrorCode(403, "NOT_AUTHORIZED"),
     tenants.TenantExists: ErrorCode(409, "TENANT_EXISTS"),
     tenants.UnknownTenant: ErrorCode(404, "TENANT_NOT_FOUND"),
@@ -135,16 +138,17 @@ ERROR_CODES: Mapping[type[PortalError], ErrorCode] = {
 }
 
 # Codes with no exception class yet, kept so that no other error takes them.
-RESERVED_CODES: Mapping[str, int] = {
-    # The integrator's webhook (self-managed mode) failed or timed out.
-    "FAILED_WEBHOOK": 502,
-}
+RESERVED_CODES: Mapping[str, int] = {}
 
 # Problems of the HTTP layer itself (no PortalError behind them).
 HTTP_CODES: Mapping[str, int] = {
     "MALFORMED_JSON": 400,
     "INVALID_REQUEST": 400,
+    "AUTHENTICATION_REQUIRED": 401,
     "NOT_FOUND": 404,
+    "IDEMPOTENCY_KEY_IN_USE": 409,
+    "IDEMPOTENCY_KEY_REUSED": 422,
+    "RATE_LIMITED": 429,
     "METHOD_NOT_ALLOWED": 405,
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
@@ -157,6 +161,7 @@ EXCEPTION_FOR_CODE: Mapping[str, type[PortalError]] = {
 
 _TITLES: dict[int, str] = {
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -165,6 +170,7 @@ _TITLES: dict[int, str] = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",

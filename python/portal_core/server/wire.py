@@ -9,10 +9,7 @@ JSON or a bad field). The body-size cap is enforced before the body reaches them
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portal_core.server.problems import ProblemError, dumps
+from portal_core.wire import b64url_decode, b64url_encode
 
 __all__ = [
     "JsonResponse",
@@ -28,33 +26,6 @@ __all__ = [
     "bytes_field",
     "read_json",
 ]
-
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-def b64url_encode(data: bytes) -> str:
-    """base64url (RFC 4648 §5) without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """The bytes of a base64url string without padding, decoded strictly: only the
-    base64url alphabet, no padding, no whitespace, a length an encoding can have, and zero
-    unused trailing bits (so every byte string has exactly one accepted encoding).
-
-    Raises ValueError otherwise.
-    """
-    if not _B64URL.fullmatch(text):
-        raise ValueError("not base64url: only A-Z a-z 0-9 - _ without padding are allowed")
-    if len(text) % 4 == 1:
-        raise ValueError("not base64url: a length no encoding has")
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except binascii.Error as e:  # pragma: no cover - the checks above leave none
-        raise ValueError("not base64url") from e
-    if b64url_encode(raw) != text:
-        raise ValueError("not canonical base64url: unused trailing bits are set")
-    return raw
 
 
 def _is_json_media_type(content_type: str) -> bool:
