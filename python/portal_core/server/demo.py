@@ -13,6 +13,7 @@ both servers are stopped at the end, whatever happened. No secret is printed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["run"]
+__all__ = ["LocalService", "local_service", "run"]
 
 # A passphrase the password policy accepts (long, not guessable from a dictionary).
 DEMO_PASSWORD = "orbit lantern quarry velvet 42"  # noqa: S105 - the demo's, printed nowhere
@@ -79,6 +80,56 @@ def _server(cmd: list[str], log_path: str, what: str, env: dict[str, str]) -> It
             proc.wait(timeout=_STOP_TIMEOUT_S)
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalService:
+    """A service :func:`local_service` started: its URL, its first tenant's admin key, its
+    data directory and the command line to reach that directory with."""
+
+    base_url: str
+    admin_key: str = dataclasses.field(repr=False)
+    data_dir: str
+    cli: tuple[str, ...]
+    env: dict[str, str] = dataclasses.field(repr=False)
+
+    def new_tenant(self, name: str) -> str:
+        """Another tenant (``portal-core tenants create``): its admin key."""
+        made = subprocess.run(  # noqa: S603 - this package's own command
+            [*self.cli, "tenants", "create", name, "--data-dir", self.data_dir, "--json"],
+            capture_output=True,
+            check=True,
+            env=self.env,
+            timeout=60,
+        )
+        return str(json.loads(made.stdout)["admin_api_key"])
+
+
+@contextlib.contextmanager
+def local_service(data_dir: str | None = None, *, workers: int = 2) -> Iterator[LocalService]:
+    """``portal-core serve`` as a real process on a free 127.0.0.1 port, with the embedded
+    defaults in ``data_dir`` (else a temporary directory, removed afterwards) and a first
+    tenant; stopped when the block ends. For trying the SDK, demos and integration tests;
+    ``PKCS11_*`` and ``PORTAL_*`` variables of this process are not passed on."""
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="portal-"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PKCS11_", "PORTAL_"))}
+        service = LocalService("", "", os.path.join(data_dir, "custodian"), _CLI, env)
+        admin_key = service.new_tenant("demo")
+        base = stack.enter_context(
+            _server(
+                [*_CLI, "serve", "--data-dir", service.data_dir, "--port", "{port}",
+                 "--workers", str(workers)],
+                os.path.join(data_dir, "service.log"),
+                "the service",
+                env,
+            )
+        )  # fmt: skip
+        yield dataclasses.replace(service, base_url=base, admin_key=admin_key)
+
+
+_CLI = (sys.executable, "-m", "portal_core.cli")
+
+
 class _Printer:
     def __init__(self, out: Callable[[str], None]) -> None:
         self.out = out
@@ -114,26 +165,9 @@ def _run(data_dir: str, out: Callable[[str], None], stack: contextlib.ExitStack)
     from portal_core.webhooks import new_secret
 
     p = _Printer(out)
-    service_dir = os.path.join(data_dir, "custodian")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKCS11_", "PORTAL_"))}
-    cli = [sys.executable, "-m", "portal_core.cli"]
-    created = subprocess.run(  # noqa: S603 - this package's own command
-        [*cli, "tenants", "create", "demo", "--data-dir", service_dir, "--json"],
-        capture_output=True,
-        check=True,
-        env=env,
-        timeout=60,
-    )
-    admin_key = json.loads(created.stdout)["admin_api_key"]
-    out(f"service data directory: {service_dir} (SQLite and a SoftHSM2 token, made now)")
-    base = stack.enter_context(
-        _server(
-            [*cli, "serve", "--data-dir", service_dir, "--port", "{port}", "--workers", "2"],
-            os.path.join(data_dir, "service.log"),
-            "the service",
-            env,
-        )
-    )
+    service = stack.enter_context(local_service(data_dir))
+    base, env = service.base_url, service.env
+    out(f"service data directory: {service.data_dir} (SQLite and a SoftHSM2 token, made now)")
     out(f"service: {base} (2 workers); receiver for self-managed mode starting")
     secret = new_secret()
     receiver = stack.enter_context(
@@ -145,7 +179,7 @@ def _run(data_dir: str, out: Callable[[str], None], stack: contextlib.ExitStack)
             {**env, SECRET_ENV: secret},
         )
     )  # fmt: skip
-    admin = stack.enter_context(contextlib.closing(HttpAdmin(base, admin_key)))
+    admin = stack.enter_context(contextlib.closing(HttpAdmin(base, service.admin_key)))
     keys = os.path.join(data_dir, "custom-keys")  # where the integrator keeps CUSTOM keys
 
     def portal(key: str, device: str) -> Portal:
@@ -171,13 +205,8 @@ def _run(data_dir: str, out: Callable[[str], None], stack: contextlib.ExitStack)
     out(f"    recoverable with: {', '.join(phone.available_recovery_methods())}")
 
     with p.step("self-managed tenant: the integrator configures its webhooks"):
-        tenant = subprocess.run(  # noqa: S603 - this package's own command
-            [*cli, "tenants", "create", "demo-integrator", "--data-dir", service_dir, "--json"],
-            capture_output=True, check=True, env=env, timeout=60,
-        )  # fmt: skip
-        integrator = stack.enter_context(
-            contextlib.closing(HttpAdmin(base, json.loads(tenant.stdout)["admin_api_key"]))
-        )
+        integrator_key = service.new_tenant("demo-integrator")
+        integrator = stack.enter_context(contextlib.closing(HttpAdmin(base, integrator_key)))
         integrator.set_webhooks(receiver, secret)
         own = integrator.create_client_with_key()
     tablet = portal(own.client_api_key, "tablet")
