@@ -22,6 +22,7 @@ or :class:`ServiceUnavailable`. An answer that is not what the endpoint returns 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -552,17 +553,7 @@ class HttpPasskeyEnclave(_Api):
         out: CredentialResult = self.transport.call(
             "passkey_finish_registration", WebAuthnResponse(_as_json(response))
         )
-        return CredentialInfo(
-            credential_id=out.credential_id,
-            user=user,
-            alg=out.alg,
-            fmt=out.fmt,
-            aaguid=out.aaguid,
-            sign_count=out.sign_count,
-            backup_eligible=out.backup_eligible,
-            backed_up=out.backed_up,
-            prf_enabled=out.prf_enabled,
-        )
+        return CredentialInfo(user=user, **dataclasses.asdict(out))
 
     def begin_login(self, user: str, *, operation: Any, slot: str = "default") -> dict[str, Any]:
         out: dict[str, Any] = self.transport.call(
