@@ -38,7 +38,8 @@ def app() -> Any:
     from portal_core.kms import Pkcs11Kms
     from portal_core.server.logs import configure_logging
     from portal_core.server.metrics import Metrics, TimedKms
-    from portal_core.server.service import Limits, Service, service_app
+    from portal_core.server.routes import service_app
+    from portal_core.server.service import Limits, Service
 
     configure_logging()
     env = os.environ

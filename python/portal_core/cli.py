@@ -16,6 +16,7 @@ from portal_core import DISTRIBUTION, __version__, aead, cpu_features, envelope,
 from portal_core.exceptions import PortalError
 from portal_core.kms import HSM_EXTRA_HINT
 from portal_core.kms.commands import add_commands, add_hsm_options
+from portal_core.store import STORE_FILE
 
 # OWASP's minimum for Argon2id (m = 19 MiB, t = 2, p = 1).
 DEMO_ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
@@ -201,10 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-
-
-# The custodian's store file under ``--data-dir``.
-STORE_FILE = "custodian.db"
 
 
 def _add_tenant_commands(sub: Any) -> None:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -50,7 +51,7 @@ from portal_core.http_api import (
     VaultStatusInfo,
     WebhookInfo,
 )
-from portal_core.server.app import run_blocking
+from portal_core.server.app import create_app, run_blocking
 from portal_core.server.problems import ProblemError, dumps
 from portal_core.server.service import Service
 from portal_core.server.wire import read_json
@@ -60,7 +61,7 @@ from portal_core.tenants import AuthenticationFailed, NotAuthorized, Principal
 from portal_core.webhooks import WebhookConfig
 from portal_core.wire import from_wire, to_wire
 
-__all__ = ["v1_routes"]
+__all__ = ["service_app", "v1_routes"]
 
 _BEARER = "bearer "
 
@@ -432,3 +433,15 @@ def v1_routes(service: Service) -> list[BaseRoute]:
     if missing:  # pragma: no cover - a table and its handlers out of step
         raise RuntimeError(f"endpoints without a handler (or the reverse): {sorted(missing)}")
     return [_route(service, e) for e in ENDPOINTS]
+
+
+def service_app(service: Service, **app_options: Any) -> Starlette:
+    """The custodian's ASGI app over ``service``: the plumbing endpoints of
+    :func:`~portal_core.server.create_app` and the ``/v1`` API. ``app_options`` go to
+    :func:`~portal_core.server.create_app` (``max_body_bytes``, ``blocking_threads``, ...)."""
+    return create_app(
+        readiness=service.readiness,
+        routes=v1_routes(service),
+        metrics=service.metrics,
+        **app_options,
+    )

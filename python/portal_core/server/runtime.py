@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from starlette.applications import Starlette
 
-from portal_core.cli import STORE_FILE
 from portal_core.kms import HSM_EXTRA_HINT, softhsm
 from portal_core.server.config import LOG_LEVELS, ConfigError, Settings, load_settings
 from portal_core.server.logs import configure_logging
 from portal_core.server.metrics import Metrics, TimedKms
-from portal_core.server.service import Service, service_app
+from portal_core.server.routes import service_app
+from portal_core.server.service import Service
+from portal_core.store import STORE_FILE
 
 if TYPE_CHECKING:
     from portal_core.enclave import EnclaveStore, PasskeyEnclave

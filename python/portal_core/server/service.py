@@ -1,5 +1,5 @@
-"""The custodian's service: what one worker process holds (:class:`Service`) and the app
-that serves it (:func:`service_app`).
+"""The custodian's service: what one worker process holds (:class:`Service`); the app that
+serves it is :func:`portal_core.server.routes.service_app`.
 
 A :class:`Service` is the store, the KMS, the tenants, the enclave's components and the
 custodian's settings; it keeps no protocol state of its own (sessions, locks, eject
@@ -18,9 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from starlette.applications import Starlette
-
-from portal_core.server.app import checks, create_app
+from portal_core.server.app import checks
 from portal_core.server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
     from portal_core.tenants import Tenants
     from portal_core.webhooks import TenantWebhooks
 
-__all__ = ["Limits", "Service", "service_app"]
+__all__ = ["Limits", "Service"]
 
 
 @dataclass(frozen=True)
@@ -150,17 +148,3 @@ class Service:
     def readiness(self) -> dict[str, bool]:
         """``/readyz``: the store answers a query and the HSM a call."""
         return dict(checks(store=lambda: self.store.schema_version, hsm=self.kms.list_keys)())
-
-
-def service_app(service: Service, **app_options: Any) -> Starlette:
-    """The custodian's ASGI app over ``service``: the plumbing endpoints of
-    :func:`~portal_core.server.create_app` and the ``/v1`` API. ``app_options`` go to
-    :func:`~portal_core.server.create_app` (``max_body_bytes``, ``blocking_threads``, ...)."""
-    from portal_core.server.routes import v1_routes
-
-    return create_app(
-        readiness=service.readiness,
-        routes=v1_routes(service),
-        metrics=service.metrics,
-        **app_options,
-    )

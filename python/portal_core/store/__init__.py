@@ -54,11 +54,16 @@ from portal_core.store.custodian_sqlite import SqliteStore
 from portal_core.store.database import Migration
 from portal_core.store.tenant_interface import TenantStore, TenantWebhookRecord
 
+# The custodian's store file in a service's data directory (``portal-core serve`` and
+# ``portal-core tenants create --data-dir``).
+STORE_FILE = "custodian.db"
+
 __all__ = [
     "BACKUP_METHODS",
     "CURVES",
     "LATEST_VERSION",
     "MIGRATIONS",
+    "STORE_FILE",
     "ApiKeyRecord",
     "AuditEntry",
     "AuditEvent",
