@@ -8,6 +8,12 @@ comes from the request. An admin key reaches a client of its own tenant only
 (:meth:`~portal_core.tenants.Tenants.require_tenant_client`), and the refusal is the same
 whether the client is another tenant's or does not exist.
 
+Before the call, in the same hop: refused keys are counted per client address and an
+address over :attr:`Limits.auth_failures <portal_core.server.service.Limits>` is refused
+first (``429``); guess-bearing endpoints (:data:`GUESSES`) count against the client's
+``Limits.guesses``; a replayable write (``Endpoint.replayable``) with an ``Idempotency-Key``
+claims the key in the store, and a retry gets the stored answer.
+
 Bad input raises ``ValueError``/``TypeError`` in the core; here it becomes ``400
 INVALID_REQUEST`` with the message (written for callers, never holding a secret).
 """
@@ -26,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from portal_core.enclave.errors import SecretDestroyed
 from portal_core.http_api import (
     ENDPOINTS,
     AbortResult,
@@ -371,8 +378,6 @@ def _passkey(c: Call) -> Any:
 
 
 def _vault_release(c: Call) -> VaultSecret:
-    from portal_core.enclave.errors import SecretDestroyed
-
     slot = c.path["slot"]
     try:
         return VaultSecret(_vault(c).release(slot, c.body.access_key, owner=c.client_id))
