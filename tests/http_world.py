@@ -9,7 +9,9 @@ builds a :class:`~portal_core.server.service.Service` from ``PKCS11_*`` (the tok
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -39,20 +41,26 @@ def app() -> Any:
     from portal_core.server.logs import configure_logging
     from portal_core.server.metrics import Metrics, TimedKms
     from portal_core.server.routes import service_app
+    from portal_core.server.runtime import start_lock
     from portal_core.server.service import Limits, Service
 
     configure_logging()
+    # SIGUSR1: every thread's stack to the log (a test that finds a worker stuck says where).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     env = os.environ
     metrics = Metrics()
-    kms: Any = TimedKms(Pkcs11Kms.from_env(env), metrics)
-    store = SqliteStore(env["PORTAL_TEST_DB"], timeout=30.0)
-    vault = passkey = None
-    if env.get("PORTAL_TEST_ENCLAVE") == "1":
-        enclave_store = SqliteEnclaveStore(env["PORTAL_TEST_DB"], timeout=30.0)
-        vault = PinVault(kms, enclave_store, operator=env["PORTAL_TEST_OPERATOR"])
-        passkey = PasskeyEnclave(
-            kms, enclave_store, rp_id=RP_ID, rp_name="portal-core tests", origins=[ORIGIN]
-        )
+    # Opened one worker at a time, as `portal-core serve` does (SoftHSM2 can fail to find a
+    # token that another process is opening at that moment).
+    with start_lock(str(Path(env["PORTAL_TEST_DB"]).parent)):
+        kms: Any = TimedKms(Pkcs11Kms.from_env(env), metrics)
+        store = SqliteStore(env["PORTAL_TEST_DB"], timeout=30.0)
+        vault = passkey = None
+        if env.get("PORTAL_TEST_ENCLAVE") == "1":
+            enclave_store = SqliteEnclaveStore(env["PORTAL_TEST_DB"], timeout=30.0)
+            vault = PinVault(kms, enclave_store, operator=env["PORTAL_TEST_OPERATOR"])
+            passkey = PasskeyEnclave(
+                kms, enclave_store, rp_id=RP_ID, rp_name="portal-core tests", origins=[ORIGIN]
+            )
     service = Service(
         store=store,
         kms=kms,

@@ -69,6 +69,16 @@ def _connections(pid: int) -> int:
         return 0
 
 
+def _assert_ready(service: RunningService) -> None:
+    ready = httpx.get(service.base_url + "/readyz", timeout=10)
+    if ready.status_code != 200:  # every worker's threads into the log, to say where
+        for pid in _workers(service.process.pid):
+            os.kill(pid, signal.SIGUSR1)
+        time.sleep(1)
+        log = service.log.read_text(errors="replace")
+        raise AssertionError(f"/readyz: {ready.text}\n{log[-20000:]}")
+
+
 def _backup_once_unlocked(device: WalletClient) -> None:
     """A backup, waiting (bounded) for a session its own abandoned attempt left to expire."""
     deadline = time.monotonic() + LOCK_TTL_S + 10
@@ -127,7 +137,7 @@ def test_a_worker_killed_mid_backup_leaves_a_consistent_store(
     assert not {victim, second} & set(_workers(service.process.pid))
 
     # The others kept serving (and the supervisor replaced the dead one).
-    assert httpx.get(service.base_url + "/readyz", timeout=10).status_code == 200
+    _assert_ready(service)
     for device in devices:  # every wallet can still be backed up and is recoverable
         _backup_once_unlocked(device)
         assert device.is_wallet_recoverable()
