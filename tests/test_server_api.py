@@ -618,3 +618,31 @@ def test_self_managed_backup_through_the_reference_receiver(
     assert admin.remove_webhooks() is True
     kinds = [e.kind for e in admin.audit_events().events]
     assert "webhook.configured" in kinds and "webhook.removed" in kinds
+
+
+def test_readiness_asks_the_hsm_one_thing_however_many_keys_it_holds(tmp_path: Path) -> None:
+    """A readiness probe stays cheap: one read of the custodian key's versions, never a walk
+    over every key in the token (which grows with it, and once took over the probe's 5 s)."""
+    from portal_core.server.service import Service
+    from portal_core.store import SqliteStore
+    from portal_core.tenants import Tenants
+
+    asked: list[str] = []
+
+    class Hsm:
+        def describe(self, name: str) -> None:
+            asked.append(name)
+
+        def list_keys(self) -> None:
+            raise AssertionError("readiness listed every key")
+
+    with SqliteStore(tmp_path / "s.db") as store:
+        service = Service(
+            store=store,
+            kms=Hsm(),  # type: ignore[arg-type]
+            tenants=Tenants(store),
+            operator="op",
+            custodian_options={"key_name": "shares-k"},
+        )
+        assert service.readiness() == {"store": True, "hsm": True}
+    assert asked == ["shares-k"]

@@ -120,7 +120,7 @@ def request_id(request: Request) -> str:
 def checks(**components: Callable[[], object]) -> ReadinessCheck:
     """A readiness check from one callable per component: a component is up when its
     callable returns (whatever it returns), down when it raises. For example
-    ``checks(store=lambda: store.schema_version, hsm=kms.list_keys)``."""
+    ``checks(store=lambda: store.schema_version, hsm=lambda: kms.describe(key_name))``."""
     log = logging.getLogger(LOGGER_NAME)
 
     def check() -> dict[str, bool]:

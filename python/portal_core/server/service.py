@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from portal_core.backup.custodian import DEFAULT_KEY_NAME
 from portal_core.server.app import checks
 from portal_core.server.metrics import Metrics
 
@@ -89,7 +90,6 @@ class Service:
     @functools.cached_property
     def webhooks(self) -> TenantWebhooks:
         """The tenants' webhook settings (secrets sealed under the custodian's key)."""
-        from portal_core.backup.custodian import DEFAULT_KEY_NAME
         from portal_core.webhooks import TenantWebhooks
 
         key_name = self.custodian_options.get("key_name", DEFAULT_KEY_NAME)
@@ -146,5 +146,12 @@ class Service:
         self.closing.close()
 
     def readiness(self) -> dict[str, bool]:
-        """``/readyz``: the store answers a query and the HSM a call."""
-        return dict(checks(store=lambda: self.store.schema_version, hsm=self.kms.list_keys)())
+        """``/readyz``: the store answers a query, and the HSM reads the custodian key's
+        versions (one call, whatever else the token holds: listing every key grows with the
+        token, and a readiness check must stay cheap)."""
+        key_name = self.custodian_options.get("key_name", DEFAULT_KEY_NAME)
+        return dict(
+            checks(
+                store=lambda: self.store.schema_version, hsm=lambda: self.kms.describe(key_name)
+            )()
+        )
