@@ -10,14 +10,14 @@ HSM_DIR := .hsm
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test bench lint build venv hsm clean
+.PHONY: run test bench lint build venv hsm pg clean
 
 # A wallet's life over HTTP: the service and the integrator's receiver as real servers on
 # 127.0.0.1 (their data in a temporary directory), the SDK against them.
 run: build
 	$(BIN)/portal-core demo --http
 
-test: build hsm
+test: build hsm pg
 	cargo test --release -p portal-crypto
 	$(BIN)/python -m pytest tests
 
@@ -30,6 +30,12 @@ bench: build hsm
 # The tests and benchmarks make their own throwaway tokens with the same script.
 hsm:
 	hsm/setup.sh $(HSM_DIR)
+
+# The PostgreSQL server programs (installs postgresql first when run as root); the tests
+# start a throwaway cluster with them. Without them (status 3) the PostgreSQL tests skip,
+# or fail with CI=true.
+pg:
+	pg/setup.sh >/dev/null || [ $$? -eq 3 ]
 
 # mypy takes its settings from pyproject.toml ([tool.mypy]); stubtest imports the built core
 # to compare the stubs with it, hence `build`.

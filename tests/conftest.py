@@ -27,3 +27,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # The custodian as a real HTTP service (tests/http_world.py), started once per session.
 from http_world import http_service  # noqa: E402, F401
 from kms_fixtures import hsm_env, key_name, kms, other_kms  # noqa: E402, F401
+
+# PostgreSQL (tests/pg_cluster.py): a throwaway cluster per session, and the store backends.
+from pg_cluster import backend, new_backend, pg_dsn  # noqa: E402, F401

@@ -522,15 +522,101 @@ def test_serve_over_tls(tmp_path, hsm_env, monkeypatch):
     assert not (tmp_path / "data" / "custodian.db-wal").exists()
 
 
+# -- a PostgreSQL store ------------------------------------------------------------------
+
+
+def test_the_store_setting_takes_a_postgresql_url_and_never_quotes_it(tmp_path):
+    url = f"postgresql://portal:{PIN}@db.internal:5432/custody"
+    s = load_settings({"data_dir": str(tmp_path), "store": url}, {})
+    assert s.store == url and s.sources["store"] == "--store"
+    assert PIN not in repr(s) and load_settings({}, s.environ()).store == url
+    assert load_settings({"data_dir": str(tmp_path)}, {"PORTAL_STORE": "postgres://h/d"}).store
+    config = write_toml(tmp_path, 'store = "postgresql:///custody?host=/run/postgresql"')
+    assert load_settings({"data_dir": str(tmp_path), "config": str(config)}, {}).store
+    assert load_settings({"data_dir": str(tmp_path)}, {}).store is None  # SQLite
+    for bad, why in (
+        (f"mysql://portal:{PIN}@db/custody", "has another scheme"),
+        (f"portal:{PIN}@db/custody", "has another scheme"),
+        (f"postgresql://portal:{PIN}@db.internal", "names no database"),
+        (f"postgresql://portal:{PIN}@[db/custody", "does not parse"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_settings({"data_dir": str(tmp_path)}, {"PORTAL_STORE": bad})
+        assert str(err.value).startswith("store (PORTAL_STORE) must be a postgresql:// or ")
+        assert why in str(err.value) and PIN not in str(err.value)
+
+
+def test_serve_with_two_workers_on_a_postgresql_store(tmp_path, hsm_env, pg_dsn):
+    from backup_helpers import FAST
+    from pg_cluster import DSN_VARIABLE, as_url, fresh_database
+    from portal_core.client import HttpAdmin, Portal
+    from portal_core.store.postgres import PostgresStore
+    from portal_core.tenants import Tenants
+
+    data, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}"
+    with fresh_database(pg_dsn, migrated=False) as dsn:
+        # A password in the URL (the throwaway cluster trusts its users and ignores it): it
+        # must reach no log line.
+        url = as_url(dsn if os.environ.get(DSN_VARIABLE) else f"{dsn} password={PIN}")
+        vault_on = write_toml(tmp_path, "[vault]\nenabled = true\n")  # the enclave's tables too
+        proc = serve(
+            tmp_path, data, port, "--workers", "2", "--store", url, "--config", str(vault_on)
+        )
+        try:
+            wait_healthy(base, proc)
+            with httpx.Client(base_url=base, timeout=10.0) as client:
+                for _ in range(4):  # on whichever worker answers
+                    assert client.get("/readyz").json()["checks"] == {"store": True, "hsm": True}
+            with PostgresStore(dsn, pool_size=1) as store:  # the database the service uses
+                created = Tenants(store).create_tenant("Acme")
+            made = HttpAdmin(base, created.admin_key.api_key).create_client_with_key()
+            options: dict[str, Any] = {"custom_key_dir": str(tmp_path / "keys"), "argon2": FAST}
+            with Portal(
+                api_key=made.client_api_key,
+                api_host=base,
+                device_dir=str(tmp_path / "a"),
+                **options,
+            ) as phone:
+                phone.create_wallet()
+                phone.backup_wallet("CUSTOM")
+                assert phone.available_recovery_methods() == ["CUSTOM"]
+                addresses = phone.addresses()
+            with Portal(
+                api_key=made.client_api_key,
+                api_host=base,
+                device_dir=str(tmp_path / "b"),
+                **options,
+            ) as new_phone:
+                assert new_phone.recover_wallet("CUSTOM") == addresses
+            with PostgresStore(dsn, pool_size=1) as store:  # the records are in PostgreSQL
+                wallet = store.wallet_for_client(made.client_id)
+                assert wallet is not None
+                assert store.completed_backup(wallet.wallet_id, "CUSTOM") is not None
+                assert store.get_lock(made.client_id) is None
+                assert store.expired_sessions(float("inf")) == []  # every session ended
+                (enclave,) = store.query("SELECT MAX(version) AS v FROM enclave_schema_version")
+                assert enclave["v"] == 2
+        finally:
+            took = stopped_by_sigterm(proc)
+    assert took < STOP_TIMEOUT_S
+    assert not (data / "custodian.db").exists()  # nothing went to SQLite
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("Application startup complete") == 2, log
+    assert PIN not in log and made.client_api_key.split("_", 3)[3] not in log
+
+
 def test_serve_refuses_bad_settings_before_starting(tmp_path):
     for args, named in (
         (["--port", "99999"], "port (--port) must be 1 to 65535"),
         (["--tls-cert", "cert.pem"], "tls_cert (--tls-cert) is set but tls_key is not"),
         (["--workers", "zero"], "workers (--workers) must be an integer"),
+        (["--store", f"sqlite://{PIN}"], "store (--store) must be a postgresql:// or"),
     ):
         proc = run_cli("serve", "--data-dir", str(tmp_path / "data"), *args, cwd=tmp_path)
         assert proc.returncode == 1, proc.stderr
         assert named in proc.stderr and "Traceback" not in proc.stderr
+        assert PIN not in proc.stderr
     assert not (tmp_path / "data").exists()  # refused before anything was made
     no_dir = run_cli("serve", cwd=tmp_path, env={"PORTAL_PORT": "8400"})
     assert no_dir.returncode == 1 and "data_dir is not set" in no_dir.stderr

@@ -1,16 +1,15 @@
 """The service's shared request state in the store: rate-limit windows and idempotency keys,
-as several worker processes (here: several connections and threads) see them."""
+as several worker processes (here: several stores and threads) see them, on SQLite and on
+PostgreSQL (the ``backend`` fixture of tests/pg_cluster.py)."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
-from portal_core.store import SqliteStore
+from pg_cluster import Backend, race
+from portal_core.store.request_sqlite import IdempotentReplay
 
 
-def test_a_window_counts_hits_then_starts_again(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "s.db") as store:
+def test_a_window_counts_hits_then_starts_again(backend: Backend) -> None:
+    with backend.custodian() as store:
         hits = [store.rate_limit_hit("b", limit=3, window_s=60, now=100.0 + i) for i in range(5)]
         assert [h.allowed for h in hits] == [True, True, True, False, False]
         assert hits[-1].retry_after == 56.0
@@ -21,33 +20,34 @@ def test_a_window_counts_hits_then_starts_again(tmp_path: Path) -> None:
         assert store.rate_limit_hit("b", limit=3, window_s=60, now=50.0).hits == 1
         assert store.rate_limit_hit("other", limit=3, window_s=60, now=50.0).hits == 1
         assert store.rate_limit_sweep(older_than=100.0) == 2  # both windows began at 50
+        assert store.rate_limit_hit("new", limit=3, window_s=60, now=1.0, cost=0).hits == 0
 
 
-def test_a_limit_holds_across_connections_and_threads(tmp_path: Path) -> None:
-    stores = [SqliteStore(tmp_path / "s.db") for _ in range(4)]
-    allowed: list[bool] = []
-    lock = threading.Lock()
+def test_a_limit_holds_across_stores_and_threads(backend: Backend) -> None:
+    # Four stores (four workers' connections), each hammering a bucket that does not exist
+    # yet: every hit is counted once, the first ones included.
+    stores = [backend.custodian() for _ in range(4)]
 
-    def hammer(store: SqliteStore) -> None:
-        for _ in range(25):
-            ok = store.rate_limit_hit("guess:c", limit=30, window_s=600, now=1000.0).allowed
-            with lock:
-                allowed.append(ok)
+    def hammer(i: int) -> list[bool]:
+        return [
+            stores[i].rate_limit_hit("guess:c", limit=30, window_s=600, now=1000.0).allowed
+            for _ in range(25)
+        ]
 
-    threads = [threading.Thread(target=hammer, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert len(allowed) == 100 and allowed.count(True) == 30
-    for s in stores:
-        s.close()
+    try:
+        allowed = [ok for hits in race(len(stores), hammer) for ok in hits]
+        assert len(allowed) == 100 and allowed.count(True) == 30
+        look = stores[0].rate_limit_hit("guess:c", limit=30, window_s=600, now=1000.0, cost=0)
+        assert look.hits == 100
+    finally:
+        for s in stores:
+            s.close()
 
 
 def test_an_idempotency_key_replays_its_answer_and_refuses_another_request(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    with SqliteStore(tmp_path / "s.db") as store:
+    with backend.custodian() as store:
         assert store.idempotency_begin("k1", "idem", "begin_backup", b"d1", 10.0) is None
         running = store.idempotency_begin("k1", "idem", "begin_backup", b"d1", 11.0)
         assert running is not None and running.same_request and running.status is None
@@ -64,11 +64,29 @@ def test_an_idempotency_key_replays_its_answer_and_refuses_another_request(
         assert store.idempotency_sweep(older_than=12.5) == 1  # k1's, made at 10
 
 
-def test_a_claim_left_by_a_dead_process_is_taken_over_once_stale(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "s.db") as store:
+def test_a_claim_left_by_a_dead_process_is_taken_over_once_stale(backend: Backend) -> None:
+    with backend.custodian() as store:
         assert store.idempotency_begin("k", "idem", "e", b"d", 0.0) is None  # then it died
         assert store.idempotency_begin("k", "idem", "e", b"d", 30.0) is not None
         assert store.idempotency_begin("k", "idem", "e", b"d", 61.0) is None  # taken over
         # Another request under the key is refused, stale or not.
         late = store.idempotency_begin("k", "idem", "e", b"x", 500.0)
         assert late is not None and not late.same_request
+
+
+def test_one_of_many_requests_claiming_a_key_at_once_runs(backend: Backend) -> None:
+    # Eight workers receive the same retried request at once (a new key, then a stale
+    # claim): each time one claims it, the others see it running.
+    stores = [backend.custodian() for _ in range(8)]
+    try:
+        for now in (10.0, 100.0):
+
+            def claim(i: int, now: float = now) -> IdempotentReplay | None:
+                return stores[i].idempotency_begin("k", "idem", "e", b"d", now)
+
+            claims = race(len(stores), claim)
+            assert claims.count(None) == 1, claims
+            assert all(c is None or (c.same_request and c.status is None) for c in claims)
+    finally:
+        for s in stores:
+            s.close()

@@ -260,6 +260,13 @@ _SERVE_OPTIONS = (
     ("--tls-cert", "FILE", "PORTAL_TLS_CERT", "serve HTTPS with this PEM certificate chain"),
     ("--tls-key", "FILE", "PORTAL_TLS_KEY", "the PEM private key of --tls-cert"),
     ("--operator", "NAME", "PORTAL_OPERATOR", "who runs this custodian (default custodian)"),
+    (
+        "--store",
+        "URL",
+        "PORTAL_STORE",
+        "keep the store in this PostgreSQL database (postgresql://USER@HOST/DB; the password "
+        "best in PGPASSWORD or ~/.pgpass) instead of SQLite in the data directory",
+    ),
     ("--config", "FILE", "PORTAL_CONFIG", "a TOML file of settings"),
 )
 

@@ -12,6 +12,10 @@ they name (:func:`~portal_core.kms.environment.settings_from_env`: the PIN comes
 ``PKCS11_USER_PIN`` or ``PKCS11_USER_PIN_FILE``, never from a file of settings); with none,
 a SoftHSM2 token of its own under the data directory (:mod:`portal_core.server.runtime`).
 
+The store is SQLite under the data directory unless ``store`` names a PostgreSQL database
+(``--store postgresql://...``, ``PORTAL_STORE``, ``store = "..."``): a URL whose password,
+if it holds one, no message repeats (libpq also reads ``PGPASSWORD`` and ``~/.pgpass``).
+
 Validation is strict: an unknown key in the file, a value of the wrong type, a number out
 of range, a certificate without its key: each is a :class:`ConfigError` naming the setting
 and where it came from, before anything starts.
@@ -23,6 +27,7 @@ import logging
 import math
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -82,8 +87,10 @@ class Settings:
     refused by clients for PINs; turn it on where this service is another operator's
     vault). ``passkey_rp_id``: run the passkey enclave for this relying party (``None``:
     off); ``passkey_rp_name`` defaults to it, ``passkey_origins`` to ``https://<rp_id>``.
-    ``kms``: ``"pkcs11"`` (the ``PKCS11_*`` environment) or ``"embedded"``. ``sources``:
-    where each setting came from, for messages.
+    ``kms``: ``"pkcs11"`` (the ``PKCS11_*`` environment) or ``"embedded"``. ``store``: a
+    ``postgresql://`` URL of the database holding the store (``None``: SQLite in the data
+    directory); kept out of ``repr``, as it may hold a password. ``sources``: where each
+    setting came from, for messages.
     """
 
     data_dir: str
@@ -104,6 +111,7 @@ class Settings:
     passkey_rp_name: str | None = None
     passkey_origins: tuple[str, ...] = ()
     kms: str = "embedded"
+    store: str | None = field(default=None, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def source(self, name: str) -> str:
@@ -122,7 +130,7 @@ class _Spec:
     in the TOML file, whether ``portal-core serve`` has an option for it, and its range."""
 
     name: str
-    kind: str  # str, int, seconds, bool, path, list, level, operator
+    kind: str  # str, int, seconds, bool, path, list, level, operator, store
     toml: tuple[str, ...]
     option: bool = False
     low: int = 0
@@ -145,6 +153,7 @@ _SPECS = (
     _Spec("tls_cert", "path", ("tls_cert",), option=True),
     _Spec("tls_key", "path", ("tls_key",), option=True),
     _Spec("operator", "operator", ("operator",), option=True),
+    _Spec("store", "store", ("store",), option=True),
     _Spec("max_body_bytes", "int", ("max_body_bytes",), low=1),
     _Spec("blocking_threads", "int", ("blocking_threads",), low=1),
     _Spec("log_level", "level", ("log_level",)),
@@ -169,6 +178,7 @@ _TOML_TYPES = {
     "path": ((str,), "a string"),
     "level": ((str,), "a string"),
     "operator": ((str,), "a string"),
+    "store": ((str,), "a string"),
     "int": ((int,), "an integer"),
     "seconds": ((int, float), "a number"),
     "bool": ((bool,), "a boolean"),
@@ -238,6 +248,8 @@ def _checked(spec: _Spec, value: Any, where: str, base: str) -> object:
             check_user(value, what="the operator id")
         except ValueError as e:
             why = str(e)
+    elif spec.kind == "store":
+        why = _store_problem(value)
     elif spec.kind == "list":
         value = tuple(value)
         if not all(isinstance(item, str) and item for item in value):
@@ -249,6 +261,25 @@ def _checked(spec: _Spec, value: Any, where: str, base: str) -> object:
     if why is not None:
         raise ConfigError(f"{spec.name} ({where}) {why}")
     return value
+
+
+# The URL schemes libpq reads as PostgreSQL.
+_STORE_SCHEMES = ("postgresql", "postgres")
+
+
+def _store_problem(url: str) -> str | None:
+    """Why ``url`` is not a PostgreSQL URL the store can use, in words that never quote it
+    (it may hold a password); None when it is one."""
+    wanted = "must be a postgresql:// or postgres:// URL (postgresql://USER@HOST:PORT/DATABASE)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return f"{wanted}; the one given does not parse (not shown: it may hold a password)"
+    if parts.scheme not in _STORE_SCHEMES or not url.startswith(f"{parts.scheme}://"):
+        return f"{wanted}; the one given has another scheme (not shown: it may hold a password)"
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        return f"{wanted}; the one given names no database"
+    return None
 
 
 def _read_toml(path: str, given_by: str) -> tuple[dict[str, tuple[object, str]], str]:

@@ -15,6 +15,11 @@ The embedded default, under the data directory ``D`` (made 0700 when missing):
   and the key-encryption keys, so workers starting at once make each exactly once. PKCS#11
   cannot create a key atomically (two processes could both make version 1): the lock is
   what keeps first starts apart.
+
+With ``store`` set (``--store postgresql://...``), the store and the enclave's tables live
+in that PostgreSQL database instead of ``D/custodian.db`` (:mod:`portal_core.store.postgres`:
+its migrations run on open, under an advisory lock, so workers on several machines can
+start at once); ``D`` keeps the token, the start lock and the metrics.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -121,9 +126,30 @@ def _open_kms(settings: Settings, environ: Mapping[str, str]) -> Pkcs11Kms:
     return Pkcs11Kms.from_env({**environ, **token})
 
 
+def _store_openers(settings: Settings) -> tuple[Callable[[], Any], Callable[[], EnclaveStore]]:
+    """How this worker opens the custodian's store and the enclave's: SQLite in the data
+    directory, or the PostgreSQL database ``store`` names, each store with a pool of at
+    most ``blocking_threads`` connections (the threads that make store calls: none of them
+    waits for a connection)."""
+    if settings.store is None:
+        from portal_core.store import SqliteStore
+        from portal_core.store.enclave_sqlite import SqliteEnclaveStore
+
+        path = os.path.join(settings.data_dir, STORE_FILE)
+        return (lambda: SqliteStore(path)), (lambda: SqliteEnclaveStore(path))
+    from portal_core.store.postgres import PostgresEnclaveStore, PostgresStore
+
+    url, pool = settings.store, settings.blocking_threads
+    return (
+        lambda: PostgresStore(url, pool_size=pool),
+        lambda: PostgresEnclaveStore(url, pool_size=pool),
+    )
+
+
 def open_service(settings: Settings, environ: Mapping[str, str] | None = None) -> Service:
-    """One worker's :class:`Service`: the data directory, the HSM and the store opened
-    (each made on first start), the tenants, the vault and the passkey enclave when
+    """One worker's :class:`Service`: the data directory, the HSM and the store (SQLite in
+    the data directory, or the PostgreSQL database ``settings.store`` names) opened (each
+    made on first start), the tenants, the vault and the passkey enclave when
     enabled, and every key-encryption key they seal under (made on first start, under
     :func:`start_lock`). ``environ``: where the ``PKCS11_*`` variables are read (default:
     the process's). :meth:`Service.close` closes what this opened.
@@ -133,26 +159,26 @@ def open_service(settings: Settings, environ: Mapping[str, str] | None = None) -
             settings are refused.
         HsmConfigError, HsmAuthError, HsmUnavailable: the HSM (see ``Pkcs11Kms``).
         StoreError, EnclaveStoreError: the store cannot be opened.
-        ImportError: an extra (``hsm``, or ``enclave`` for passkeys) is not installed.
+        ImportError: an extra (``hsm``, ``postgres`` for a PostgreSQL store, or ``enclave``
+            for passkeys) is not installed.
     """
     from portal_core.enclave import PinVault
-    from portal_core.store import SqliteStore
-    from portal_core.store.enclave_sqlite import SqliteEnclaveStore
     from portal_core.tenants import Tenants
 
     env = os.environ if environ is None else environ
     _make_data_dir(settings)
-    store_path = os.path.join(settings.data_dir, STORE_FILE)
+    open_store, open_enclave_store = _store_openers(settings)
     closing = contextlib.ExitStack()
     try:
         with start_lock(settings.data_dir):
             metrics = Metrics()
             kms: Any = TimedKms(closing.enter_context(_open_kms(settings, env)), metrics)
-            store = closing.enter_context(SqliteStore(store_path))
+            store = closing.enter_context(open_store())
             vault: PinVault | None = None
             passkey: PasskeyEnclave | None = None
             if settings.vault or settings.passkey_rp_id:
-                enclave_store = closing.enter_context(SqliteEnclaveStore(store_path))
+                enclave_store = open_enclave_store()
+                closing.callback(enclave_store.close)
                 if settings.vault:
                     vault = PinVault(
                         kms,

@@ -2,7 +2,8 @@
 
 The custodian's records sit behind one interface, :class:`CustodianStore`.
 :class:`SqliteStore` (standard-library ``sqlite3``, WAL, versioned migrations) is the
-embedded default; a PostgreSQL store will implement the same interface. Records and the
+embedded default; :class:`PostgresStore` implements the same interface on PostgreSQL, for
+services on several machines (the ``postgres`` extra; loaded on first use). Records and the
 schema: ``docs/backup.md``.
 
     from portal_core.store import SqliteStore
@@ -24,9 +25,14 @@ The files, by layer and purpose:
   :mod:`portal_core.enclave.records`). Import :class:`SqliteEnclaveStore` from
   :mod:`portal_core.enclave`: it is not re-exported here, since the enclave store needs
   the enclave's records and errors, and this package loads before them.
+* ``postgres/``: the same stores on PostgreSQL (:class:`PostgresStore`, and
+  ``portal_core.store.postgres.PostgresEnclaveStore``), with the same schema versions.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from portal_core.store.custodian_interface import CustodianStore, LockRef, StoreError
 from portal_core.store.custodian_migrations import LATEST_VERSION, MIGRATIONS
@@ -54,6 +60,9 @@ from portal_core.store.custodian_sqlite import SqliteStore
 from portal_core.store.database import Migration
 from portal_core.store.tenant_interface import TenantStore, TenantWebhookRecord
 
+if TYPE_CHECKING:
+    from portal_core.store.postgres import PostgresStore
+
 # The custodian's store file in a service's data directory (``portal-core serve`` and
 # ``portal-core tenants create --data-dir``).
 STORE_FILE = "custodian.db"
@@ -78,6 +87,7 @@ __all__ = [
     "Migration",
     "PairRecord",
     "PairStatus",
+    "PostgresStore",
     "SessionRecord",
     "SessionStage",
     "SigningShareRecord",
@@ -88,3 +98,10 @@ __all__ = [
     "TenantWebhookRecord",
     "WalletRecord",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: it needs psycopg (the postgres extra), which SQLite users lack.
+    if name == "PostgresStore":
+        return importlib.import_module("portal_core.store.postgres").PostgresStore
+    raise AttributeError(f"module 'portal_core.store' has no attribute {name!r}")
