@@ -21,10 +21,13 @@ test: build hsm pg
 	cargo test --release -p portal-crypto
 	$(BIN)/python -m pytest tests
 
+# The last line: the custodian's HTTP service under load beside the same flows in-process,
+# about 6 minutes (benches/service_load.py; numbers and analysis in benches/RESULTS-service.md).
 bench: build hsm
 	mkdir -p bench-results
 	$(BIN)/python -m pytest benches --benchmark-only --benchmark-json=bench-results/bench.json -q
 	$(BIN)/python benches/report.py bench-results/bench.json --plot bench-results/bench.png
+	$(BIN)/python benches/service_load.py --json bench-results/service.json
 
 # A SoftHSM2 token in $(HSM_DIR) (installs softhsm2 and opensc first when run as root).
 # The tests and benchmarks make their own throwaway tokens with the same script.
