@@ -105,6 +105,17 @@ def _schema(tp: Any, schemas: dict[str, Any]) -> dict[str, Any]:
 # Query parameters, by endpoint: name -> JSON Schema type.
 _QUERY: Mapping[str, Mapping[str, str]] = {"audit_events": {"since": "number", "limit": "integer"}}
 
+# The header a replayable write may carry (the syntax portal_core.server.routes checks).
+_IDEMPOTENCY_KEY: Mapping[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A retry with the same key (and the same request) gets the first answer "
+    "again instead of doing the work twice; the same key for another request is refused "
+    "(IDEMPOTENCY_KEY_REUSED). Kept per API key, 24 h by default.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"},
+}
+
 
 def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     params = [
@@ -114,6 +125,8 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
         for name, kind in _QUERY.get(e.name, {}).items()
     ]
+    if e.replayable:
+        params.append(dict(_IDEMPOTENCY_KEY))
     op: dict[str, Any] = {
         "operationId": e.name,
         "summary": e.summary,
