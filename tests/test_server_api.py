@@ -646,3 +646,29 @@ def test_readiness_asks_the_hsm_one_thing_however_many_keys_it_holds(tmp_path: P
         )
         assert service.readiness() == {"store": True, "hsm": True}
     assert asked == ["shares-k"]
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=1e400", "limit=" + "9" * 400, "limit=0", "limit=1.5", "since=nan", "since=inf"]
+)
+def test_audit_queries_out_of_range_are_400_not_500(setup: Setup, query: str) -> None:
+    r = httpx.get(
+        f"{setup.service.base_url}/v1/custodians/me/audit-events?{query}",
+        headers={"Authorization": f"Bearer {setup.service.admin_key}"},
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", r.text
+
+
+def test_a_wrong_method_is_405_listing_every_method_of_the_path(setup: Setup) -> None:
+    from portal_core.http_api import ENDPOINTS
+
+    methods: dict[str, set[str]] = {}
+    for e in ENDPOINTS:
+        methods.setdefault(e.path, set()).add(e.method)
+    for path, allowed in methods.items():
+        concrete = path.replace("{", "x").replace("}", "")
+        r = httpx.request("OPTIONS", setup.service.base_url + concrete, timeout=10)
+        assert r.status_code == 405, (path, r.text)
+        listed = {m.strip() for m in r.headers["allow"].split(",")} - {"HEAD"}
+        assert listed == allowed, path

@@ -190,6 +190,10 @@ def test_a_webhook_url_is_https_unless_loopback():
         "https://hooks.example/#x",
         "https://hooks.example:99999",
         "hooks.example",
+        "https://\x00",  # a host that is no DNS name nor address
+        "https://-hooks.example",
+        "https://hooks.example/a b",
+        "https://hooks.example/\u00e9",
     ]
     for url in refused:
         with pytest.raises(ValueError):

@@ -58,6 +58,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import time
 import urllib.parse
@@ -224,6 +225,22 @@ def verify(
     return Verified(timestamp, expected.decode("ascii"))
 
 
+# A DNS name (letters, digits and hyphens in dot-separated labels); IP addresses are
+# checked by the ipaddress module.
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?"
+)
+
+
+def _valid_host(host: str) -> bool:
+    """Whether ``host`` (as urlsplit lowercases it) is an IP address or a DNS name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_DNS_NAME.fullmatch(host))
+    return True
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_NAMES:
         return True
@@ -257,8 +274,10 @@ class WebhookConfig:
             url.port  # noqa: B018 - raises ValueError for a port out of range
         except ValueError as e:
             raise ValueError(f"the webhook base URL is malformed: {e}") from None
-        if url.scheme not in ("https", "http") or not host:
+        if url.scheme not in ("https", "http") or not host or not _valid_host(host):
             raise ValueError("a webhook base URL is https://host[:port][/path]")
+        if not self.base_url.isascii() or not self.base_url.isprintable() or " " in self.base_url:
+            raise ValueError("a webhook base URL is printable ASCII without spaces")
         if url.scheme == "http" and not _is_loopback(host):
             raise ValueError(
                 "a webhook base URL must use https (http is accepted for a loopback host only): "

@@ -225,8 +225,9 @@ class _RequestContext:
         finally:
             seconds = time.perf_counter() - t0
             if self.metrics is not None:
-                route = scope.get("route")
-                name = getattr(route, "name", None) or "unmatched"
+                # The API's operation (set by its route), else the route's name.
+                name = scope.get("portal.endpoint") or getattr(scope.get("route"), "name", None)
+                name = name or "unmatched"
                 self.metrics.observe_request(name, scope.get("method", ""), status, seconds)
             client = scope.get("client")
             log_fields(

@@ -230,15 +230,20 @@ async def _incoming(request: Request, e: Endpoint) -> Incoming:
     )
 
 
-def _route(service: Service, e: Endpoint) -> Route:
+def _route(service: Service, path: str, endpoints: Mapping[str, Endpoint]) -> Route:
+    """One route per path, serving each of its methods' endpoints (so a 405 lists every
+    method the path has in ``Allow``)."""
+
     async def endpoint(request: Request) -> Response:
+        e = endpoints[request.method if request.method != "HEAD" else "GET"]
+        request.scope["portal.endpoint"] = e.name  # the metrics' label
         incoming = await _incoming(request, e)
         out = await run_blocking(request, _invoke, service, e, incoming)
         if e.response is None:
             return Response(status_code=e.status)
         return Response(out, e.status, media_type="application/json")
 
-    return Route(e.path, endpoint, methods=[e.method], name=e.name)
+    return Route(path, endpoint, methods=list(endpoints), name=path)
 
 
 # -- the client's API ----------------------------------------------------------------------
@@ -315,23 +320,28 @@ def _admin_key(c: Call) -> AdminKeyCreated:
     return AdminKeyCreated(issued.key_id, issued.api_key)
 
 
-def _query_number(c: Call, name: str, default: float | None) -> float | None:
+def _query_number(c: Call, name: str, *, integer: bool = False) -> float | None:
+    """A query parameter's finite number (``None`` when absent); ValueError otherwise."""
     text = c.query.get(name)
     if text is None:
-        return default
+        return None
+    kind = "an integer" if integer else "a number"
     try:
-        return float(text)
+        value = int(text) if integer else float(text)
     except ValueError:
-        raise ValueError(f"query parameter {name!r} must be a number") from None
+        raise ValueError(f"query parameter {name!r} must be {kind}") from None
+    if abs(value) > 2**53 or not math.isfinite(value):  # (the int test first: no overflow)
+        raise ValueError(f"query parameter {name!r} is out of range")
+    return value
 
 
 def _audit_events(c: Call) -> AuditEvents:
-    limit = _query_number(c, "limit", 100)
-    assert limit is not None
-    if limit != int(limit):
-        raise ValueError("query parameter 'limit' must be an integer")
+    limit = _query_number(c, "limit", integer=True)
     events = c.service.tenants.audit_events(
-        c.who.tenant_id, since=_query_number(c, "since", None), limit=int(limit), by=c.who
+        c.who.tenant_id,
+        since=_query_number(c, "since"),
+        limit=100 if limit is None else int(limit),
+        by=c.who,
     )
     return AuditEvents(
         [AuditEventInfo(e.event_id, e.at, e.kind, e.subject, dict(e.detail)) for e in events]
@@ -437,7 +447,10 @@ def v1_routes(service: Service) -> list[BaseRoute]:
     missing = {e.name for e in ENDPOINTS} ^ set(HANDLERS)
     if missing:  # pragma: no cover - a table and its handlers out of step
         raise RuntimeError(f"endpoints without a handler (or the reverse): {sorted(missing)}")
-    return [_route(service, e) for e in ENDPOINTS]
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for e in ENDPOINTS:
+        by_path.setdefault(e.path, {})[e.method] = e
+    return [_route(service, path, endpoints) for path, endpoints in by_path.items()]
 
 
 def service_app(service: Service, **app_options: Any) -> Starlette:
