@@ -162,3 +162,73 @@ def test_a_row_out_of_step_with_its_record_is_a_type_error():
         record_from_row(BackupRecord, r, status=PairStatus)
     with pytest.raises(TypeError, match="not a dataclass"):
         record_from_row(dict, r)
+
+
+# -- the process's writer queue ------------------------------------------------------------
+
+
+def test_a_transaction_inside_another_fails_at_once_not_after_the_timeout(tmp_path):
+    import time
+
+    with SqliteStore(tmp_path / "q.db", timeout=10.0) as store:
+        t0 = time.monotonic()
+        with pytest.raises(StoreError, match="within a transaction"):
+            with store.transaction():
+                with store.transaction():
+                    pass
+        assert time.monotonic() - t0 < 2.0
+        with store.transaction() as conn:  # the queue was let go
+            conn.execute("SELECT 1")
+
+
+def test_writers_queue_in_a_process_and_a_fork_does_not_inherit_the_queue(tmp_path):
+    """Threads wait their turn in the queue (none fails while each holds the lock a while),
+    and a child forked while a thread of the parent is inside a transaction does not inherit
+    the queue that thread holds (it would wait for a thread the child does not have)."""
+    import multiprocessing
+    import threading
+    import time
+
+    path = tmp_path / "q.db"
+    with SqliteStore(path, timeout=5.0) as store:
+        done: list[int] = []
+
+        def write(i: int) -> None:
+            for _ in range(5):
+                with store.transaction() as conn:
+                    conn.execute("SELECT 1")
+                    time.sleep(0.002)
+            done.append(i)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(done) == list(range(16))
+
+        inside, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.transaction():
+                inside.set()
+                release.wait(timeout=30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert inside.wait(timeout=30)
+        ctx = multiprocessing.get_context("fork")
+        child = ctx.Process(target=_write_once, args=(str(path),))
+        child.start()  # forked while the queue is held by the parent's thread
+        child.join(timeout=60)
+        release.set()
+        holder.join(timeout=30)
+        assert child.exitcode == 0
+
+
+def _write_once(path: str) -> None:
+    from portal_core.store.database import _writer_queue
+
+    # The parent's thread holds this path's queue; the child has a queue of its own.
+    if not _writer_queue(path).acquire(timeout=5):
+        raise SystemExit(1)

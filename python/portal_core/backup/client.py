@@ -425,14 +425,12 @@ class WalletClient:
         return _Opened(binding, mine, opened)
 
     def _discard_old_key(
-        self, provider: KeyProvider | None, method: str, backup_id: str | None
+        self, provider: KeyProvider | None, wallet_id: str, method: str, backup_id: str | None
     ) -> None:
         if provider is None or backup_id is None:
             return
         try:
-            provider.discard_key(
-                KeyBinding(self.client_id, self._wallet().wallet_id, backup_id, method)
-            )
+            provider.discard_key(KeyBinding(self.client_id, wallet_id, backup_id, method))
             self._checkpoint("client.backup.old_key_discarded")
         except (PortalError, OSError) as e:
             # The old backup is already deleted at the custodian: its key opens nothing.
@@ -587,7 +585,7 @@ class WalletClient:
             self._abort(offer.session_id, provider, binding)
             raise
         if status is PairStatus.COMPLETED and old_backup != offer.backup_id:
-            self._discard_old_key(provider, method, old_backup)
+            self._discard_old_key(provider, wallet.wallet_id, method, old_backup)
         p.done()
         return BackupResult(
             method=method,
@@ -609,7 +607,8 @@ class WalletClient:
             NoValidBackup: no self-managed backup of the method waits for its cipher text.
         """
         check_method(method)
-        pairs = self._pairs(self._wallet())
+        wallet = self._wallet()
+        pairs = self._pairs(wallet)
         pending = sorted(
             (
                 p
@@ -633,10 +632,10 @@ class WalletClient:
                 self.client_id, backup_id, PairStatus.STORED_CLIENT_BACKUP_SHARE
             )
             self.custodian.update_backup_status(self.client_id, backup_id, PairStatus.COMPLETED)
-            self._discard_old_key(provider, method, old_backup)
+            self._discard_old_key(provider, wallet.wallet_id, method, old_backup)
         else:
             self.custodian.discard_backup(self.client_id, backup_id)
-            self._discard_old_key(provider, method, backup_id)
+            self._discard_old_key(provider, wallet.wallet_id, method, backup_id)
 
     # -- recovery ------------------------------------------------------------------------
 
