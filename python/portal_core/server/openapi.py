@@ -5,7 +5,7 @@
 
     python -m portal_core.server openapi > docs/openapi.json
 
-``tests/test_server_openapi.py`` fails when the copy, the served document and the app's
+``tests/test_server_app.py`` fails when the copy, the served document and the app's
 routes disagree. The problem codes come from :mod:`portal_core.server.problems`, so the
 document lists every code with its status and exception class (``x-problem-codes``).
 """
