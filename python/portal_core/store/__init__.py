@@ -12,21 +12,27 @@ schema: ``docs/backup.md``.
 The files, by layer and purpose:
 
 * ``database.py``: :class:`SqliteDatabase`, the connections, transactions, migrations and
-  private file modes both SQLite stores share; ``rows.py``: building records from rows.
+  private file modes both SQLite stores share; ``rows.py``: building records from rows;
+  ``portable.py``: the dialect seam through which each store's SQL, in the ``*_tables.py``
+  modules, is written once for SQLite and PostgreSQL.
 * ``custodian_interface.py``, ``custodian_records.py``: the custodian's interface and
   records (protocol sessions included, so any worker process serves any request);
-  ``custodian_sqlite.py``, ``custodian_migrations.py``: its SQLite store and schema.
-* ``tenant_interface.py``, ``tenant_sqlite.py``: tenants, API key hashes, the audit
-  trail and the tenants' webhooks (:class:`TenantStore`), in the custodian's file and
-  schema; callers use :mod:`portal_core.tenants` (which also exports their errors) and
-  :class:`portal_core.webhooks.TenantWebhooks`.
-* ``enclave_sqlite.py``, ``enclave_migrations.py``: the SQLite store and schema of the
-  enclave's :class:`~portal_core.enclave.store.EnclaveStore` (records in
+  ``custodian_tables.py``: its SQL; ``custodian_sqlite.py``, ``custodian_migrations.py``:
+  its SQLite store and schema; ``request_tables.py``, ``request_sqlite.py``: the HTTP
+  service's rate limits and idempotency keys, in the same file and schema.
+* ``tenant_interface.py``, ``tenant_tables.py``, ``tenant_sqlite.py``: tenants, API key
+  hashes, the audit trail and the tenants' webhooks (:class:`TenantStore`), in the
+  custodian's file and schema; callers use :mod:`portal_core.tenants` (which also exports
+  their errors) and :class:`portal_core.webhooks.TenantWebhooks`.
+* ``enclave_tables.py``, ``enclave_sqlite.py``, ``enclave_migrations.py``: the SQL, the
+  SQLite store and the schema of the enclave's
+  :class:`~portal_core.enclave.store.EnclaveStore` (records in
   :mod:`portal_core.enclave.records`). Import :class:`SqliteEnclaveStore` from
   :mod:`portal_core.enclave`: it is not re-exported here, since the enclave store needs
   the enclave's records and errors, and this package loads before them.
 * ``postgres/``: the same stores on PostgreSQL (:class:`PostgresStore`, and
-  ``portal_core.store.postgres.PostgresEnclaveStore``), with the same schema versions.
+  ``portal_core.store.postgres.PostgresEnclaveStore``), with the same schema versions and
+  the same ``*_tables.py`` SQL.
 """
 
 from __future__ import annotations

@@ -87,6 +87,10 @@ class SqliteDatabase:
     version_table = "schema_version"
     error: type[Exception] = RuntimeError
     pragmas: tuple[str, ...] = ()
+    # Appended to the SELECT of a read-then-write: nothing, BEGIN IMMEDIATE already holds
+    # the whole database (PostgreSQL's row locks order the change: see portable.py).
+    for_update = ""
+    for_no_key_update = ""
 
     def __init__(
         self, path: str | os.PathLike[str], *, timeout: float, migrations: Sequence[Migration]

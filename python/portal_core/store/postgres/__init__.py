@@ -14,10 +14,14 @@ CustodianStore` and :class:`~portal_core.store.TenantStore` with the request tab
 SQLite's serial outcomes: ``database.py``. Needs the ``postgres`` extra
 (``pip install 'portal-core-mpc[postgres]'``).
 
-* ``database.py``: :class:`PostgresDatabase`, the pool, transactions and migrations;
+* ``database.py``: :class:`PostgresDatabase`, the pool, transactions and migrations, and
+  its side of the dialect seam (``?`` placeholders sent as ``%s``, row locks:
+  :mod:`portal_core.store.portable`);
 * ``migrations.py``: the schemas, version for version the SQLite ones;
 * ``custodian.py``, ``tenants.py``, ``requests.py``: :class:`PostgresStore`;
-* ``enclave.py``: :class:`PostgresEnclaveStore`.
+* ``enclave.py``: :class:`PostgresEnclaveStore`;
+
+each of the last two a few lines over the SQL both engines share (``store/*_tables.py``).
 """
 
 from __future__ import annotations

@@ -50,9 +50,17 @@ __all__ = ["DEFAULT_POOL_SIZE", "Connection", "PostgresDatabase", "describe_dsn"
 # its blocking threads); a thread holds one only for the length of a call.
 DEFAULT_POOL_SIZE = 10
 
-# Rows are dicts (psycopg's ``dict_row``), read by column name like ``sqlite3.Row``; typed
-# Any so the SQLite store's row converters, which name ``sqlite3.Row``, take them as well.
-Connection = psycopg.Connection[Any]
+
+class Connection(psycopg.Connection[Any]):
+    """A psycopg connection that also takes the stores' portable SQL, written once for both
+    engines with SQLite's ``?`` placeholders: each ``?`` is sent as ``%s`` (no statement of
+    the stores holds a literal ``?``). Rows are dicts (psycopg's ``dict_row``), read by column
+    name like ``sqlite3.Row``; typed Any so the SQLite row converters take them as well."""
+
+    def execute(  # type: ignore[override]
+        self, query: str, params: Sequence[Any] | None = None, **kwargs: Any
+    ) -> psycopg.Cursor[Any]:
+        return super().execute(query.replace("?", "%s"), params, **kwargs)
 
 
 def describe_dsn(dsn: str) -> str:
@@ -93,6 +101,10 @@ class PostgresDatabase:
     what = "store"
     version_table = "schema_version"
     error: type[Exception] = RuntimeError
+    # Appended to the SELECT of a read-then-write: locks the row that orders the change
+    # (the weaker lock when the row's key is not changed: rows referencing it stay free).
+    for_update = " FOR UPDATE"
+    for_no_key_update = " FOR NO KEY UPDATE"
 
     def __init__(
         self,
