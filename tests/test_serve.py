@@ -568,9 +568,13 @@ def test_serve_with_two_workers_on_a_postgresql_store(tmp_path, hsm_env, pg_dsn)
             with httpx.Client(base_url=base, timeout=10.0) as client:
                 for _ in range(4):  # on whichever worker answers
                     assert client.get("/readyz").json()["checks"] == {"store": True, "hsm": True}
-            with PostgresStore(dsn, pool_size=1) as store:  # the database the service uses
-                created = Tenants(store).create_tenant("Acme")
-            made = HttpAdmin(base, created.admin_key.api_key).create_client_with_key()
+            # The command line makes the tenant in the database the service uses.
+            created = run_cli("tenants", "create", "Acme", "--store", url, "--json")
+            assert created.returncode == 0, created.stderr
+            admin_key = json.loads(created.stdout)["admin_api_key"]
+            with PostgresStore(dsn, pool_size=1) as store:
+                assert Tenants(store).authenticate(admin_key).kind == "admin"
+            made = HttpAdmin(base, admin_key).create_client_with_key()
             options: dict[str, Any] = {"custom_key_dir": str(tmp_path / "keys"), "argon2": FAST}
             with Portal(
                 api_key=made.client_api_key,
@@ -620,3 +624,12 @@ def test_serve_refuses_bad_settings_before_starting(tmp_path):
     assert not (tmp_path / "data").exists()  # refused before anything was made
     no_dir = run_cli("serve", cwd=tmp_path, env={"PORTAL_PORT": "8400"})
     assert no_dir.returncode == 1 and "data_dir is not set" in no_dir.stderr
+
+
+def test_tenants_create_refuses_a_store_that_is_no_postgresql_url_without_quoting_it():
+    secret = "hunter2-" + PIN
+    refused = run_cli("tenants", "create", "Acme", "--store", f"mysql://u:{secret}@h/db")
+    assert refused.returncode == 1 and "postgresql://" in refused.stderr
+    assert secret not in refused.stderr + refused.stdout
+    both = run_cli("tenants", "create", "Acme", "--store", "postgresql://h/db", "--data-dir", "d")
+    assert both.returncode == 2 and "not allowed with" in both.stderr

@@ -211,27 +211,33 @@ def _add_tenant_commands(sub: Any) -> None:
         "create", help="create a tenant and print its first admin API key (shown once)"
     )
     p_create.add_argument("name", help="the tenant's name (unique, compared without case)")
-    p_create.add_argument(
+    where = p_create.add_mutually_exclusive_group(required=True)
+    where.add_argument(
         "--data-dir",
-        required=True,
         help=f"the custodian's data directory (the store is {STORE_FILE} in it; both are "
         "created, private, if missing)",
+    )
+    where.add_argument(
+        "--store",
+        metavar="URL",
+        help="the custodian's PostgreSQL database, as `portal-core serve --store` names it "
+        "(prefer PGPASSWORD or ~/.pgpass to a password in the URL)",
     )
     p_create.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def tenants_create(name: str, data_dir: str, *, as_json: bool) -> int:
-    """Creates tenant ``name`` in the store under ``data_dir``; prints its id and first
-    admin key. Exit 1 (and a message on stderr) when the name is taken or invalid."""
-    from portal_core.store import SqliteStore
+def tenants_create(
+    name: str, data_dir: str | None, *, as_json: bool, store_url: str | None = None
+) -> int:
+    """Creates tenant ``name`` in the store under ``data_dir``, or in the PostgreSQL
+    database ``store_url``; prints its id and first admin key. Exit 1 (and a message on
+    stderr, never the URL) when the name is taken or invalid or the store unusable."""
     from portal_core.tenants import Tenants
 
     try:
-        # The directory holds the store: owner only when made here.
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        with SqliteStore(os.path.join(data_dir, STORE_FILE), timeout=10.0) as store:
+        with _open_store(data_dir, store_url) as store:
             created = Tenants(store).create_tenant(name)
-    except (PortalError, ValueError, OSError) as e:
+    except (PortalError, ValueError, OSError, ImportError) as e:
         print(f"portal-core tenants create: {e}", file=sys.stderr)
         return 1
     key = created.admin_key
@@ -243,6 +249,25 @@ def tenants_create(name: str, data_dir: str, *, as_json: bool) -> int:
     print(f"admin API key (id {key.key_id}), shown this once; keep it secret:")
     print(key.api_key)
     return 0
+
+
+def _open_store(data_dir: str | None, store_url: str | None) -> Any:
+    """The store ``tenants create`` writes to (a context manager that closes it)."""
+    if store_url is not None:
+        from portal_core.server.config import store_problem
+
+        why = store_problem(store_url)
+        if why is not None:
+            raise ValueError(f"--store {why}")
+        from portal_core.store.postgres import PostgresStore
+
+        return PostgresStore(store_url, pool_size=1, timeout=10.0)
+    from portal_core.store import SqliteStore
+
+    assert data_dir is not None  # argparse requires one of the two
+    # The directory holds the store: owner only when made here.
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    return SqliteStore(os.path.join(data_dir, STORE_FILE), timeout=10.0)
 
 
 # ``portal-core serve``'s options: each sets the setting of its name, as its variable does.
@@ -312,7 +337,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo(args.json, core=args.core, hsm_dir=args.hsm_dir, profile=args.profile)
     if args.command == "tenants":
-        return tenants_create(args.name, args.data_dir, as_json=args.json)
+        return tenants_create(args.name, args.data_dir, as_json=args.json, store_url=args.store)
     if args.command == "serve":
         return serve(args)
     try:

@@ -249,7 +249,7 @@ def _checked(spec: _Spec, value: Any, where: str, base: str) -> object:
         except ValueError as e:
             why = str(e)
     elif spec.kind == "store":
-        why = _store_problem(value)
+        why = store_problem(value)
     elif spec.kind == "list":
         value = tuple(value)
         if not all(isinstance(item, str) and item for item in value):
@@ -267,7 +267,7 @@ def _checked(spec: _Spec, value: Any, where: str, base: str) -> object:
 _STORE_SCHEMES = ("postgresql", "postgres")
 
 
-def _store_problem(url: str) -> str | None:
+def store_problem(url: str) -> str | None:
     """Why ``url`` is not a PostgreSQL URL the store can use, in words that never quote it
     (it may hold a password); None when it is one."""
     wanted = "must be a postgresql:// or postgres:// URL (postgresql://USER@HOST:PORT/DATABASE)"
