@@ -62,8 +62,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -76,6 +74,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from portal_core.server.demo import free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -100,12 +100,6 @@ class BenchError(RuntimeError):
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stat_fields(pid: int | str) -> list[str] | None:
@@ -148,17 +142,7 @@ def own_cpu_seconds() -> float:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (uvicorn stops its workers), then SIGKILL to the group the process leads."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group of this benchmark's own server only
-    proc.wait(timeout=STOP_TIMEOUT_S)
+    stop_process(proc, STOP_TIMEOUT_S)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

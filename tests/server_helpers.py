@@ -8,8 +8,6 @@ Every wait is bounded (START_TIMEOUT_S, STOP_TIMEOUT_S) and every server listens
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,17 +22,13 @@ import httpx
 import pytest
 import uvicorn
 
+from portal_core.server.demo import free_port as free_port
+from portal_core.server.demo import stop_process
 from portal_core.server.receiver import SECRET_ENV, ReceiverStore
 from portal_core.webhooks import HttpIntegratorStore, new_secret
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -52,21 +46,8 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server (uvicorn's supervisor stops its workers); SIGKILL to the
-    process group it leads (started with ``start_new_session=True``) if that takes longer
-    than STOP_TIMEOUT_S."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group of this test's own server only
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=STOP_TIMEOUT_S)
+    """Stops a server process and its workers within the bound (STOP_TIMEOUT_S each step)."""
+    stop_process(proc, STOP_TIMEOUT_S)
 
 
 @contextmanager

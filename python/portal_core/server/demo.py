@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["LocalService", "local_service", "run"]
+__all__ = ["LocalService", "free_port", "local_service", "run", "stop_process"]
 
 # A passphrase the password policy accepts (long, not guessable from a dictionary).
 DEMO_PASSWORD = "orbit lantern quarry velvet 42"  # noqa: S105 - the demo's, printed nowhere
@@ -33,7 +33,8 @@ _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 at the moment of asking."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -58,7 +59,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes], what: str) -> None:
 @contextlib.contextmanager
 def _server(cmd: list[str], log_path: str, what: str, env: dict[str, str]) -> Iterator[str]:
     """Runs ``cmd`` (its port in ``{port}``) until the block ends; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - this package's own commands
@@ -72,12 +73,22 @@ def _server(cmd: list[str], log_path: str, what: str, env: dict[str, str]) -> It
         _wait_healthy(base, proc, what)
         yield base
     finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = _STOP_TIMEOUT_S) -> None:
+    """Stops a server started with ``start_new_session=True``: SIGTERM (uvicorn's supervisor
+    stops its workers), then, after ``timeout_s``, SIGKILL to the process group it leads."""
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=_STOP_TIMEOUT_S)
+            proc.wait(timeout=timeout_s)
+            return
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=_STOP_TIMEOUT_S)
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout_s)
 
 
 @dataclasses.dataclass(frozen=True)
