@@ -95,6 +95,19 @@ def _session(row: Any) -> SessionRecord:
     )
 
 
+def _share_values(s: SigningShareRecord) -> tuple[object, ...]:
+    """A signing share's columns after its wallet and curve, in ``_SIGNING_COLUMNS`` order."""
+    return (
+        s.share_id,
+        s.public_key,
+        s.client_public_share,
+        s.custodian_public_share,
+        s.sealed_share,
+        s.generation,
+        s.updated_at,
+    )
+
+
 class CustodianTables(PortableTables):
     """The :class:`~portal_core.store.custodian_interface.CustodianStore` methods (see the
     module's docstring); the engine's class gives ``_checkpoint``."""
@@ -195,17 +208,7 @@ class CustodianTables(PortableTables):
                 conn.execute(
                     f"INSERT INTO signing_shares ({_SIGNING_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        s.wallet_id,
-                        s.curve,
-                        s.share_id,
-                        s.public_key,
-                        s.client_public_share,
-                        s.custodian_public_share,
-                        s.sealed_share,
-                        s.generation,
-                        s.updated_at,
-                    ),
+                    (s.wallet_id, s.curve, *_share_values(s)),
                 )
             self._release(conn, lock)
 
@@ -244,17 +247,7 @@ class CustodianTables(PortableTables):
                     "UPDATE signing_shares SET share_id = ?, public_key = ?, "
                     "client_public_share = ?, custodian_public_share = ?, sealed_share = ?, "
                     "generation = ?, updated_at = ? WHERE wallet_id = ? AND curve = ?",
-                    (
-                        s.share_id,
-                        s.public_key,
-                        s.client_public_share,
-                        s.custodian_public_share,
-                        s.sealed_share,
-                        s.generation,
-                        s.updated_at,
-                        wallet_id,
-                        s.curve,
-                    ),
+                    (*_share_values(s), wallet_id, s.curve),
                 )
                 if cur.rowcount != 1:
                     raise StoreError(f"wallet {wallet_id!r} has no {s.curve} signing share")
